@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/sluiceproxy/sluice/pool"
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// Config is the whole gateway: where it listens, the services behind it and
+// the routes that lead to them. cmd/sluice assembles it from a YAML file and
+// flags; each nested Config belongs to its own package.
+type Config struct {
+	Listen   string          `yaml:"listen"`   // default "127.0.0.1:8080"
+	Services []ServiceConfig `yaml:"services"` // at least one
+	Routes   []RouteConfig   `yaml:"routes"`   // empty: everything goes to the first service
+	Timeouts TimeoutsConfig  `yaml:"timeouts"`
+	Limits   LimitsConfig    `yaml:"limits"`
+	// Queue is the default queue policy for services that set none.
+	Queue scheduler.Config `yaml:"queue"`
+	// Pool is the default channel policy for services that set none.
+	Pool pool.Config `yaml:"pool"`
+	// ShutdownGrace bounds how long in-flight requests may finish after
+	// SIGTERM. Default 15s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// ServiceConfig is a named group of redundant backends serving the same
+// resources.
+type ServiceConfig struct {
+	Name     string   `yaml:"name"`
+	Backends []string `yaml:"backends"` // URLs: http://host:port
+	// HostRewrite, when set, replaces the Host header sent to backends.
+	HostRewrite string            `yaml:"host_rewrite"`
+	Queue       *scheduler.Config `yaml:"queue"` // nil: the top-level queue
+	Pool        *pool.Config      `yaml:"pool"`  // nil: the top-level pool
+}
+
+// RouteConfig sends matching requests to a service. Every set matcher must
+// match; routes are tried in order and the first match wins.
+type RouteConfig struct {
+	Host       string            `yaml:"host"`        // exact, case-insensitive, port ignored; "" matches any
+	PathPrefix string            `yaml:"path_prefix"` // "" matches any
+	Headers    map[string]string `yaml:"headers"`     // exact values
+	Service    string            `yaml:"service"`
+	// Priority is the class for requests on this route when the request
+	// does not name one ("" = normal).
+	Priority string `yaml:"priority"`
+	// Timeout is the whole-request deadline for this route (0 = none).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// TimeoutsConfig bounds each phase of a request. Zero means the default.
+type TimeoutsConfig struct {
+	ClientHeader time.Duration `yaml:"client_header"` // reading request headers; default 10s
+	ClientBody   time.Duration `yaml:"client_body"`   // reading the request body (per read); default 60s
+	Idle         time.Duration `yaml:"idle"`          // client keep-alive idle; default 60s
+}
+
+// LimitsConfig bounds request sizes. Zero means the default.
+type LimitsConfig struct {
+	MaxHeaderBytes int   `yaml:"max_header_bytes"` // default 64 KiB -> 431
+	MaxURLBytes    int   `yaml:"max_url_bytes"`    // default 8 KiB -> 414
+	MaxBodyBytes   int64 `yaml:"max_body_bytes"`   // default 0 = unlimited (streaming) -> 413
+}
