@@ -16,6 +16,8 @@ type Config struct {
 	Routes   []RouteConfig   `yaml:"routes"`   // empty: everything goes to the first service
 	Timeouts TimeoutsConfig  `yaml:"timeouts"`
 	Limits   LimitsConfig    `yaml:"limits"`
+	Classify ClassifyConfig  `yaml:"classify"`
+	Log      LogConfig       `yaml:"log"`
 	// Queue is the default queue policy for services that set none.
 	Queue scheduler.Config `yaml:"queue"`
 	// Pool is the default channel policy for services that set none.
@@ -62,4 +64,30 @@ type LimitsConfig struct {
 	MaxHeaderBytes int   `yaml:"max_header_bytes"` // default 64 KiB -> 431
 	MaxURLBytes    int   `yaml:"max_url_bytes"`    // default 8 KiB -> 414
 	MaxBodyBytes   int64 `yaml:"max_body_bytes"`   // default 0 = unlimited (streaming) -> 413
+}
+
+// ClassifyConfig says where a request's priority class, tenant and deadline
+// come from. Zero means the default.
+type ClassifyConfig struct {
+	PriorityHeader string `yaml:"priority_header"` // default "X-Priority"; values critical|high|normal|low
+	TenantHeader   string `yaml:"tenant_header"`   // default "X-Tenant"
+	// TenantFrom picks the tenant identity: "header" (TenantHeader, falling
+	// back to the client IP), "api-key" (APIKeyHeader) or "client-ip".
+	// Default "header".
+	TenantFrom   string `yaml:"tenant_from"`
+	APIKeyHeader string `yaml:"api_key_header"` // default "X-Api-Key"
+	// DeadlineHeader carries a client's time budget as a Go duration
+	// ("250ms") relative to arrival, so clock skew does not matter.
+	// Default "X-Sluice-Timeout".
+	DeadlineHeader string `yaml:"deadline_header"`
+	// TenantWeights gives tenants (by identity) a weight in the fair queue;
+	// default weight 1.
+	TenantWeights map[string]int `yaml:"tenant_weights"`
+}
+
+// LogConfig controls logging.
+type LogConfig struct {
+	Format    string `yaml:"format"`     // "json" (default) or "console"
+	Level     string `yaml:"level"`      // zerolog level; default "info"
+	AccessLog *bool  `yaml:"access_log"` // one line per request; default true
 }

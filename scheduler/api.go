@@ -7,6 +7,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"flag"
 	"sync"
 	"time"
 )
@@ -168,6 +169,14 @@ func (s *Scheduler) SetBackendUp(i int, up bool) {}
 
 // Config is the queue policy of one service.
 type Config struct{}
+
+// RegisterFlags binds every policy setting to a flag on fs (--queue-max,
+// --queue-timeout, --queue-discipline, --limit, --limit-min, --limit-max,
+// --class-timeout, ...), with c's current values as the defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config { return c }
 
 // Validate reports the first invalid field, naming it and its value.
 func (c *Config) Validate() error { return nil }
