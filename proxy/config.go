@@ -80,9 +80,6 @@ type ClassifyConfig struct {
 	// ("250ms") relative to arrival, so clock skew does not matter.
 	// Default "X-Sluice-Timeout".
 	DeadlineHeader string `yaml:"deadline_header"`
-	// TenantWeights gives tenants (by identity) a weight in the fair queue;
-	// default weight 1.
-	TenantWeights map[string]int `yaml:"tenant_weights"`
 }
 
 // LogConfig controls logging.
