@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -23,6 +24,15 @@ type Config struct {
 	// ResponseHeaderTimeout bounds the wait from the request's last byte to
 	// the response headers. Default 30s.
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// ReadBufferSize and WriteBufferSize size each connection's buffers, in
+	// bytes. The read buffer also bounds a backend's response header block.
+	// Default 16 KiB each.
+	ReadBufferSize  int `yaml:"read_buffer_size"`
+	WriteBufferSize int `yaml:"write_buffer_size"`
+
+	// Dial, when set, opens connections instead of TCP (in-memory listeners
+	// in benchmarks and tests). Not configurable from YAML.
+	Dial func(addr string, timeout time.Duration) (net.Conn, error) `yaml:"-"`
 }
 
 // Defaults for Config; see the field comments.
@@ -31,6 +41,7 @@ const (
 	DefaultIdleTimeout           = 4 * time.Second
 	DefaultConnectTimeout        = 2 * time.Second
 	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultBufferSize            = 16 << 10
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -46,6 +57,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ResponseHeaderTimeout == 0 {
 		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if c.ReadBufferSize == 0 {
+		c.ReadBufferSize = DefaultBufferSize
+	}
+	if c.WriteBufferSize == 0 {
+		c.WriteBufferSize = DefaultBufferSize
 	}
 	return c
 }
@@ -65,6 +82,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("connect_timeout: must be >= 0, got %s", c.ConnectTimeout)
 	case c.ResponseHeaderTimeout < 0:
 		return fmt.Errorf("response_header_timeout: must be >= 0, got %s", c.ResponseHeaderTimeout)
+	case c.ReadBufferSize < 0:
+		return fmt.Errorf("read_buffer_size: must be >= 0, got %d", c.ReadBufferSize)
+	case c.WriteBufferSize < 0:
+		return fmt.Errorf("write_buffer_size: must be >= 0, got %d", c.WriteBufferSize)
 	}
 	return nil
 }

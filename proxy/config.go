@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"time"
 
 	"github.com/sluiceproxy/sluice/pool"
@@ -53,10 +54,17 @@ type RouteConfig struct {
 }
 
 // TimeoutsConfig bounds each phase of a request. Zero means the default.
+// Backend-side timeouts (connect, response headers, idle channels) are in
+// pool.Config.
 type TimeoutsConfig struct {
 	ClientHeader time.Duration `yaml:"client_header"` // reading request headers; default 10s
 	ClientBody   time.Duration `yaml:"client_body"`   // reading the request body (per read); default 60s
 	Idle         time.Duration `yaml:"idle"`          // client keep-alive idle; default 60s
+	// ClientWrite bounds each write of the response to the client, so a
+	// client that stops reading does not hold a backend channel forever.
+	// Per write, not per response: a large download may take longer in all.
+	// Default 60s.
+	ClientWrite time.Duration `yaml:"client_write"`
 }
 
 // LimitsConfig bounds request sizes. Zero means the default.
@@ -87,4 +95,13 @@ type LogConfig struct {
 	Format    string `yaml:"format"`     // "json" (default) or "console"
 	Level     string `yaml:"level"`      // zerolog level; default "info"
 	AccessLog *bool  `yaml:"access_log"` // one line per request; default true
+	// AccessLogFlush is how often buffered access-log lines are written out
+	// at the latest (they are also written when the buffer fills, and on
+	// Shutdown). Default 1s.
+	AccessLogFlush time.Duration `yaml:"access_log_flush"`
+	// AccessLogBuffer is the access-log buffer size in bytes. Default 64 KiB.
+	AccessLogBuffer int `yaml:"access_log_buffer"`
+	// AccessWriter receives the access log. Default os.Stderr. Not
+	// configurable from YAML: cmd/sluice sets it.
+	AccessWriter io.Writer `yaml:"-"`
 }

@@ -1,0 +1,399 @@
+package pool
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by Acquire. A caller may always try another backend after
+// one of them: nothing of its request has been sent.
+var (
+	// ErrClosed: the backend was closed (shutdown or reconfiguration).
+	ErrClosed = errors.New("pool: backend closed")
+	// ErrPoolFull: MaxConns connections were busy until the deadline.
+	ErrPoolFull = errors.New("pool: all connections busy")
+)
+
+// DialError wraps a failure to open a connection to a backend.
+type DialError struct {
+	Addr string
+	Err  error
+}
+
+func (e *DialError) Error() string { return "pool: dial " + e.Addr + ": " + e.Err.Error() }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Stats is a snapshot of a backend's counters.
+type Stats struct {
+	InFlight int64  // requests between StartRequest and FinishRequest
+	Requests uint64 // requests started
+	Failures uint64 // requests finished as failed
+	BytesOut uint64 // bytes written to the backend
+	BytesIn  uint64 // bytes read from the backend
+	Dials    uint64 // connections opened
+	Open     int    // connections open or being dialed
+	Idle     int    // connections parked in the pool
+}
+
+// Backend is one origin server and the persistent channels to it.
+type Backend struct {
+	// Immutable after NewBackend.
+	addr  string
+	cfg   Config
+	dial  func(addr string, timeout time.Duration) (net.Conn, error)
+	slots chan struct{} // one token per open (or dialing) connection: the MaxConns bound
+	avail chan struct{} // poked when a connection is parked or a slot frees up
+	stop  chan struct{}
+	done  chan struct{}
+
+	// Counters, updated without locks on the request path.
+	inflight atomic.Int64
+	requests atomic.Uint64
+	failures atomic.Uint64
+	bytesOut atomic.Uint64
+	bytesIn  atomic.Uint64
+	dials    atomic.Uint64
+
+	// Protected by mu.
+	mu     sync.Mutex
+	idle   []*Conn // a stack: the most recently used connection is last
+	closed bool
+}
+
+// NewBackend returns the pool for the backend at addr ("host:port"). It
+// starts the goroutine that reaps idle connections and keeps WarmConns
+// open; call Warm to dial them now and Close to stop.
+func NewBackend(addr string, cfg Config) (*Backend, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("pool: backend address %q: %w", addr, err)
+	}
+	b := &Backend{
+		addr:  addr,
+		cfg:   cfg,
+		dial:  cfg.Dial,
+		slots: make(chan struct{}, cfg.MaxConns),
+		avail: make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		idle:  make([]*Conn, 0, cfg.MaxConns),
+	}
+	if b.dial == nil {
+		b.dial = dialTCP
+	}
+	go b.reapLoop()
+	return b, nil
+}
+
+func dialTCP(addr string, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", addr, timeout)
+}
+
+// Addr is the backend's "host:port".
+func (b *Backend) Addr() string { return b.addr }
+
+// Config is the backend's channel policy, defaults applied.
+func (b *Backend) Config() Config { return b.cfg }
+
+// Warm dials connections until WarmConns are open. It returns the first dial
+// error; the reaper keeps trying later.
+func (b *Backend) Warm() error {
+	for b.openConns() < b.cfg.WarmConns {
+		select {
+		case b.slots <- struct{}{}:
+		default:
+			return nil
+		}
+		c, err := b.dialConn()
+		if err != nil {
+			return err
+		}
+		b.Release(c, true)
+	}
+	return nil
+}
+
+func (b *Backend) openConns() int { return len(b.slots) }
+
+// Acquire returns a connection to the backend: a pooled one when there is
+// one, else a fresh one if fewer than MaxConns are open, else it waits for
+// one until deadline (zero: ConnectTimeout from now). The caller owns the
+// connection until Release.
+func (b *Backend) Acquire(deadline time.Time) (*Conn, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c, err := b.popIdle()
+		if c != nil || err != nil {
+			return c, err
+		}
+		select {
+		case b.slots <- struct{}{}:
+			return b.dialConn()
+		default:
+		}
+		// Every channel is busy. This is the slow path: the scheduler
+		// normally keeps in-flight requests below MaxConns.
+		if timer == nil {
+			d := b.cfg.ConnectTimeout
+			if !deadline.IsZero() {
+				d = time.Until(deadline)
+			}
+			if d <= 0 {
+				return nil, ErrPoolFull
+			}
+			timer = time.NewTimer(d)
+		}
+		select {
+		case <-b.avail:
+		case b.slots <- struct{}{}:
+			return b.dialConn()
+		case <-timer.C:
+			return nil, ErrPoolFull
+		case <-b.stop:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// popIdle takes the most recently used parked connection, closing those
+// that sat idle too long on the way.
+//
+// Most-recently-used first is deliberate: at moderate load the same few
+// connections carry every request and stay warm (in the origin's worker, in
+// the kernel, in its keep-alive timer), while the ones at the bottom of the
+// stack stay untouched, pass IdleTimeout and are reaped. The pool thus
+// shrinks to the working set by itself. FIFO would rotate through every
+// connection, keep all of them alive at the high-water mark, and make each
+// one more likely to be the one the origin has just timed out.
+func (b *Backend) popIdle() (*Conn, error) {
+	now := time.Now()
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return nil, ErrClosed
+		}
+		n := len(b.idle)
+		if n == 0 {
+			b.mu.Unlock()
+			return nil, nil
+		}
+		c := b.idle[n-1]
+		b.idle[n-1] = nil
+		b.idle = b.idle[:n-1]
+		b.mu.Unlock()
+		if now.Sub(c.lastUsed) < b.cfg.IdleTimeout {
+			return c, nil
+		}
+		b.closeConn(c)
+	}
+}
+
+// dialConn opens a connection; the caller holds a slot for it, which is
+// given back on failure.
+func (b *Backend) dialConn() (*Conn, error) {
+	nc, err := b.dial(b.addr, b.cfg.ConnectTimeout)
+	if err != nil {
+		<-b.slots
+		b.poke()
+		return nil, &DialError{Addr: b.addr, Err: err}
+	}
+	b.dials.Add(1)
+	c := &Conn{b: b, nc: nc}
+	c.io.c = c
+	c.br = bufio.NewReaderSize(&c.io, b.cfg.ReadBufferSize)
+	c.bw = bufio.NewWriterSize(&c.io, b.cfg.WriteBufferSize)
+	return c, nil
+}
+
+// Release gives a connection back. reuse says the exchange on it ended
+// cleanly (request written, response read to its end, no Connection:
+// close); otherwise the connection is closed, since its framing state is
+// unknown.
+func (b *Backend) Release(c *Conn, reuse bool) {
+	b.bytesOut.Add(uint64(c.written))
+	b.bytesIn.Add(uint64(c.read))
+	c.written, c.read = 0, 0
+	if reuse && c.br.Buffered() == 0 {
+		c.lastUsed = time.Now()
+		c.uses++
+		b.mu.Lock()
+		if !b.closed {
+			b.idle = append(b.idle, c)
+			b.mu.Unlock()
+			b.poke()
+			return
+		}
+		b.mu.Unlock()
+	}
+	b.closeConn(c)
+}
+
+func (b *Backend) closeConn(c *Conn) {
+	_ = c.nc.Close()
+	<-b.slots
+	b.poke()
+}
+
+func (b *Backend) poke() {
+	select {
+	case b.avail <- struct{}{}:
+	default:
+	}
+}
+
+// StartRequest and FinishRequest bracket one request for the counters.
+func (b *Backend) StartRequest() {
+	b.inflight.Add(1)
+	b.requests.Add(1)
+}
+
+// FinishRequest ends a request started with StartRequest.
+func (b *Backend) FinishRequest(failed bool) {
+	b.inflight.Add(-1)
+	if failed {
+		b.failures.Add(1)
+	}
+}
+
+// Stats returns the backend's counters.
+func (b *Backend) Stats() Stats {
+	b.mu.Lock()
+	idle := len(b.idle)
+	b.mu.Unlock()
+	return Stats{
+		InFlight: b.inflight.Load(),
+		Requests: b.requests.Load(),
+		Failures: b.failures.Load(),
+		BytesOut: b.bytesOut.Load(),
+		BytesIn:  b.bytesIn.Load(),
+		Dials:    b.dials.Load(),
+		Open:     b.openConns(),
+		Idle:     idle,
+	}
+}
+
+// Close closes the parked connections and stops the reaper. Connections in
+// use are closed when they are released.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	idle := b.idle
+	b.idle = nil
+	b.mu.Unlock()
+	close(b.stop)
+	<-b.done
+	for _, c := range idle {
+		b.closeConn(c)
+	}
+}
+
+// reapLoop closes connections idle for longer than IdleTimeout, oldest
+// first, and re-dials up to WarmConns so that the warm set is always fresh
+// rather than kept past the origin's own keep-alive.
+func (b *Backend) reapLoop() {
+	defer close(b.done)
+	period := b.cfg.IdleTimeout / 4
+	if period < 10*time.Millisecond {
+		period = 10 * time.Millisecond
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var expired []*Conn
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		b.mu.Lock()
+		n := 0
+		for n < len(b.idle) && now.Sub(b.idle[n].lastUsed) >= b.cfg.IdleTimeout {
+			n++
+		}
+		expired = append(expired[:0], b.idle[:n]...)
+		rest := copy(b.idle, b.idle[n:])
+		clear(b.idle[rest:])
+		b.idle = b.idle[:rest]
+		b.mu.Unlock()
+		for i, c := range expired {
+			b.closeConn(c)
+			expired[i] = nil
+		}
+		_ = b.Warm() // a backend that is down now is retried at the next tick
+	}
+}
+
+// Conn is one channel to a backend: a connection and its buffers.
+type Conn struct {
+	// Immutable after dial.
+	b  *Backend
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+	io countingIO
+
+	// Owned by whoever holds the connection.
+	lastUsed time.Time
+	uses     uint64 // exchanges completed before this one
+	written  int64  // bytes written to the socket since Acquire
+	read     int64  // bytes read from the socket since Acquire
+}
+
+// countingIO sits between the buffers and the socket so that the proxy can
+// tell whether any byte of a request reached the backend (which decides if
+// it may be re-sent) and so that byte counters cost nothing extra.
+type countingIO struct{ c *Conn }
+
+func (w *countingIO) Write(p []byte) (int, error) {
+	n, err := w.c.nc.Write(p)
+	w.c.written += int64(n)
+	return n, err
+}
+
+func (w *countingIO) Read(p []byte) (int, error) {
+	n, err := w.c.nc.Read(p)
+	w.c.read += int64(n)
+	return n, err
+}
+
+// Reader is the buffered reader for responses.
+func (c *Conn) Reader() *bufio.Reader { return c.br }
+
+// Writer is the buffered writer for requests.
+func (c *Conn) Writer() *bufio.Writer { return c.bw }
+
+// NetConn is the underlying connection (deadlines, close).
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Backend is the backend this connection leads to.
+func (c *Conn) Backend() *Backend { return c.b }
+
+// Reused reports whether the connection carried an exchange before: if so,
+// the origin may have closed it meanwhile, and a failure before the first
+// response byte is the stale-connection case, not an origin failure.
+func (c *Conn) Reused() bool { return c.uses > 0 }
+
+// Written is the number of bytes written to the socket since Acquire.
+func (c *Conn) Written() int64 { return c.written }
+
+// Read is the number of bytes read from the socket since Acquire.
+func (c *Conn) Read() int64 { return c.read }

@@ -1,0 +1,162 @@
+package pool
+
+import (
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// listener accepts and holds connections on 127.0.0.1 until the test ends.
+func listener(t *testing.T) (string, func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return len(conns) }
+}
+
+func TestMostRecentlyUsedFirst(t *testing.T) {
+	addr, _ := listener(t)
+	b, err := NewBackend(addr, Config{})
+	require.NoError(t, err)
+	defer b.Close()
+	c1, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	c2, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	b.Release(c1, true)
+	b.Release(c2, true)
+	got, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	assert.Same(t, c2, got, "the last released connection comes back first")
+	assert.True(t, got.Reused())
+	b.Release(got, true)
+	assert.EqualValues(t, 2, b.Stats().Dials)
+	assert.Equal(t, 2, b.Stats().Idle)
+}
+
+func TestMaxConnsBound(t *testing.T) {
+	addr, _ := listener(t)
+	b, err := NewBackend(addr, Config{MaxConns: 1, ConnectTimeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	defer b.Close()
+	c, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	_, err = b.Acquire(time.Now().Add(20 * time.Millisecond))
+	assert.ErrorIs(t, err, ErrPoolFull)
+
+	// A waiter gets the connection as soon as it is released.
+	got := make(chan *Conn)
+	go func() {
+		c, _ := b.Acquire(time.Now().Add(5 * time.Second))
+		got <- c
+	}()
+	b.Release(c, true)
+	c2 := <-got
+	assert.Same(t, c, c2)
+	b.Release(c2, false)
+	assert.Equal(t, 0, b.Stats().Open)
+}
+
+func TestWarmAndReap(t *testing.T) {
+	addr, accepted := listener(t)
+	b, err := NewBackend(addr, Config{WarmConns: 2, IdleTimeout: 40 * time.Millisecond})
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.Warm())
+	assert.Equal(t, 2, b.Stats().Idle)
+	// Extra connections beyond the warm set expire; the warm set is
+	// re-dialed fresh, so it never outlives the idle timeout.
+	var cs []*Conn
+	for range 4 {
+		c, err := b.Acquire(time.Time{})
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	for _, c := range cs {
+		b.Release(c, true)
+	}
+	require.Eventually(t, func() bool {
+		s := b.Stats()
+		return s.Open == 2 && s.Idle == 2 && s.Dials > 4
+	}, 5*time.Second, 5*time.Millisecond)
+	assert.Greater(t, accepted(), 4)
+}
+
+func TestDialError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	b, err := NewBackend(addr, Config{})
+	require.NoError(t, err)
+	defer b.Close()
+	_, err = b.Acquire(time.Time{})
+	var de *DialError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, 0, b.Stats().Open, "a failed dial gives its slot back")
+}
+
+func TestCountersAndClose(t *testing.T) {
+	addr, _ := listener(t)
+	b, err := NewBackend(addr, Config{})
+	require.NoError(t, err)
+	b.StartRequest()
+	c, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	_, err = c.Writer().WriteString("GET / HTTP/1.1\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.Writer().Flush())
+	assert.EqualValues(t, 18, c.Written())
+	b.Release(c, true)
+	b.FinishRequest(true)
+	s := b.Stats()
+	assert.EqualValues(t, 1, s.Requests)
+	assert.EqualValues(t, 1, s.Failures)
+	assert.EqualValues(t, 18, s.BytesOut)
+	assert.Zero(t, s.InFlight)
+	b.Close()
+	_, err = b.Acquire(time.Time{})
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.Equal(t, 0, b.Stats().Open)
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{MaxConns: 2, WarmConns: 3}
+	assert.ErrorContains(t, c.Validate(), "warm_conns: 3 exceeds max_conns 2")
+	c = Config{IdleTimeout: -1}
+	assert.ErrorContains(t, c.Validate(), "idle_timeout")
+	d := Config{}.WithDefaults()
+	assert.Equal(t, DefaultMaxConns, d.MaxConns)
+	assert.NoError(t, d.Validate())
+}

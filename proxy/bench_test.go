@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/sluiceproxy/sluice/pool"
+)
+
+// memRig is the proxy between an in-memory client and an in-memory
+// fasthttp backend: no sockets, so the numbers are the proxy's own.
+type memRig struct {
+	proxy   *Server
+	client  *fasthttp.HostClient
+	stop    func()
+	backend *fasthttp.Server
+}
+
+func newMemRig(tb testing.TB, accessLog bool) *memRig {
+	tb.Helper()
+	backLn := fasthttputil.NewInmemoryListener()
+	frontLn := fasthttputil.NewInmemoryListener()
+	backend := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			ctx.Response.Header.SetContentType("text/plain")
+			ctx.Response.SetBodyRaw(benchBody)
+		},
+		NoDefaultDate: true,
+	}
+	backDone := make(chan struct{})
+	go func() { defer close(backDone); _ = backend.Serve(backLn) }()
+
+	cfg := Config{
+		Services: []ServiceConfig{{Name: "bench", Backends: []string{"http://backend.test:80"}}},
+		Pool: pool.Config{
+			Dial: func(string, time.Duration) (net.Conn, error) { return backLn.Dial() },
+		},
+		Log: LogConfig{AccessLog: &accessLog, AccessWriter: discard{}},
+	}
+	s, err := New(cfg, zerolog.Nop())
+	require.NoError(tb, err)
+	frontDone := make(chan struct{})
+	go func() { defer close(frontDone); _ = s.Serve(frontLn) }()
+	client := &fasthttp.HostClient{
+		Addr:     "sluice.test",
+		Dial:     func(string) (net.Conn, error) { return frontLn.Dial() },
+		MaxConns: 1024,
+	}
+	return &memRig{proxy: s, client: client, backend: backend, stop: func() {
+		client.CloseIdleConnections()
+		_ = s.Shutdown(tb.Context())
+		<-frontDone
+		_ = backend.Shutdown()
+		<-backDone
+	}}
+}
+
+var benchBody = []byte("hello from the backend, a short body\n")
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func (r *memRig) do(req *fasthttp.Request, resp *fasthttp.Response) error {
+	return r.client.Do(req, resp)
+}
+
+func BenchmarkProxy(b *testing.B) {
+	rig := newMemRig(b, true)
+	defer rig.stop()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		req.SetRequestURI("http://sluice.test/bench/path?q=1")
+		for pb.Next() {
+			if err := rig.do(req, resp); err != nil {
+				b.Fatal(err)
+			}
+			if resp.StatusCode() != fasthttp.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode())
+			}
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	})
+}
+
+// TestProxyZeroAlloc guards the hot path: a proxied request, access log
+// included, allocates nothing in steady state (client, proxy and backend
+// together, as in fasthttp's allocation_test.go).
+func TestProxyZeroAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	rig := newMemRig(t, true)
+	defer rig.stop()
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://sluice.test/alloc?x=1")
+	req.Header.Set("X-Tenant", "t1")
+	run := func() {
+		if err := rig.do(req, resp); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("err %v status %d", err, resp.StatusCode())
+		}
+	}
+	for range 100 { // warm every pool
+		run()
+	}
+	allocs := testing.AllocsPerRun(1000, run)
+	require.Zero(t, allocs, "allocations per proxied request")
+}

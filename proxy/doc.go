@@ -1,0 +1,92 @@
+// Package proxy is Sluice's front end: a fasthttp server that routes each
+// request to a service, classifies it, asks the service's scheduler for a
+// backend slot, forwards it over a pooled channel and streams the answer
+// back.
+//
+// # Request path
+//
+// handle takes a pooled exchange, which holds everything a request needs
+// (the backend request and response, the body readers handed to fasthttp,
+// scratch buffers), so that a proxied request allocates nothing in steady
+// state (TestProxyZeroAlloc). The request is checked (URL length, header
+// ambiguities), routed (host, path prefix, headers; no routes means the
+// first service; routes that all miss mean 404), classified (priority
+// header, else the route's, else normal; tenant from header, API key or
+// client IP; deadline from the route timeout and the client's
+// X-Sluice-Timeout), then admitted: TryAdmit first, and only if that fails
+// Admit with a context that a watcher cancels when the client hangs up
+// (fasthttp does not notice; the watcher peeks the socket with MSG_PEEK and
+// exists only for queued requests).
+//
+// # Streaming
+//
+// The server runs with StreamRequestBody. A body with a Content-Length up
+// to 8 KiB (what fasthttp pre-reads anyway) is copied into the exchange,
+// which makes it replayable on another backend; larger and chunked bodies
+// are streamed into the backend request with SetBodyStream and cannot be
+// re-sent. The backend response is read with StreamBody and given to the
+// client with Response.SetBodyStream; fasthttp pulls it as it writes and
+// closes it at the end, which is where the connection returns to the pool
+// (or is closed if the body was not read to its end), the scheduler gets
+// Done with the outcome, and the access-log line is written. Trailers are
+// copied across at the end of each chunked body in both directions. Memory
+// per request is thus a few buffers whatever the body size.
+//
+// # HTTP semantics
+//
+// As in net/http/httputil: hop-by-hop headers and those named in
+// Connection are removed both ways (TE: trailers survives), Expect is
+// answered by the front end itself, X-Forwarded-For is appended to,
+// X-Forwarded-Proto and X-Forwarded-Host are set, Via is added both ways,
+// Host passes through unless the service rewrites it, and the request
+// target is forwarded byte for byte from the raw request line (no
+// normalisation, no re-encoding). X-Request-Id is kept when the client
+// sent a sane one and generated otherwise (a random per-process prefix and
+// an atomic counter), sent to the backend, returned and logged.
+//
+// # Malformed requests
+//
+// fasthttp rejects invalid Content-Length values, duplicate Host, NUL and
+// CR inside values, unknown transfer codings and bad chunk sizes.
+// checkRawHeaders adds what it lets through: Content-Length together with
+// Transfer-Encoding, repeated Content-Length, obs-fold, whitespace before
+// the first header and non-token header names. All are 400 with
+// Connection: close and never reach a backend, with one limit: a bad chunk
+// deep inside a streamed body is only seen after earlier chunks were
+// forwarded; the backend then sees a truncated request, never a complete
+// one.
+//
+// # Failures and retries
+//
+// A request whose connection could not be made (refused, pool full) goes
+// to another backend of the service: the failed one is set in
+// Request.Exclude and the request is admitted again (outcome Ignore). A
+// pooled connection that turns out dead before any response byte is
+// replaced by a fresh one when re-sending is safe: nothing of a streamed
+// body was consumed, and the method is idempotent or not one byte reached
+// the socket. After a backend failed a request it had received, an
+// idempotent request with a replayable body is sent once more elsewhere;
+// a non-idempotent one never is. A response-header timeout is not retried
+// (doubling work on a slow backend is what admission control exists to
+// avoid) and is 504; no answer at all is 502.
+//
+// # Errors
+//
+// errorTable in errors.go is the only place where an error becomes a
+// status: the scheduler's sentinels are 503 (429 for ErrTenantShare) with
+// Retry-After and X-Sluice-Shed; the proxy's own are 502, 504, 413, 414,
+// 431, 404, 408 and 400. Every error response carries a plain-text body
+// with the request ID.
+//
+// # Logging
+//
+// The access log is zerolog into a buffer flushed when full, every
+// Log.AccessLogFlush, and on Shutdown: no write syscall per request.
+//
+// # Timeouts
+//
+// Timeouts.ClientHeader bounds reading the request head, ClientBody each
+// read of the body, ClientWrite each write of the response, Idle the wait
+// for the next request; pool.Config bounds dialing, the wait for response
+// headers and each read of the response body.
+package proxy

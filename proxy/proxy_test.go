@@ -1,0 +1,592 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluiceproxy/sluice/pool"
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+func TestMalformedNeverReachesBackend(t *testing.T) {
+	b := startBackend(t, okHandler)
+	p := startProxy(t, oneService(b.addr))
+	for name, raw := range malformed {
+		t.Run(name, func(t *testing.T) {
+			resp, body := roundTrip(t, p.addr, raw)
+			assert.Equal(t, 400, resp.StatusCode)
+			assert.Contains(t, body, "request id: ")
+			assert.Zero(t, b.hits.Load(), "the backend saw the request")
+		})
+	}
+}
+
+func TestLimits(t *testing.T) {
+	b := startBackend(t, okHandler)
+	cfg := oneService(b.addr)
+	cfg.Limits = LimitsConfig{MaxHeaderBytes: 4096, MaxURLBytes: 1024, MaxBodyBytes: 100}
+	p := startProxy(t, cfg)
+
+	resp, _ := get(t, p.addr, "/x", "X-Big: "+strings.Repeat("a", 5000))
+	assert.Equal(t, 431, resp.StatusCode)
+	resp, _ = get(t, p.addr, "/"+strings.Repeat("u", 2000))
+	assert.Equal(t, 414, resp.StatusCode)
+	resp, body := roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n"+strings.Repeat("b", 101))
+	assert.Equal(t, 413, resp.StatusCode)
+	assert.Contains(t, body, "request id: ")
+	assert.Zero(t, b.hits.Load())
+
+	// A chunked body is only known to be too large while it streams.
+	chunk := strings.Repeat("c", 80)
+	resp, _ = roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"50\r\n"+chunk+"\r\n50\r\n"+chunk+"\r\n0\r\n\r\n")
+	assert.Equal(t, 413, resp.StatusCode)
+
+	resp, _ = roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"+strings.Repeat("b", 100))
+	assert.Equal(t, 200, resp.StatusCode)
+}
+
+func TestForwardingHeaders(t *testing.T) {
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Connection", "X-Internal")
+		ctx.Response.Header.Set("X-Internal", "secret")
+		ctx.Response.Header.Set("Keep-Alive", "timeout=5")
+		ctx.WriteString("ok") //nolint:errcheck
+	})
+	p := startProxy(t, oneService(b.addr))
+	resp, _ := roundTrip(t, p.addr, "GET /a%2Fb/..%2F/c?q=%20x&y HTTP/1.1\r\n"+
+		"Host: shop.example:8080\r\n"+
+		"Connection: keep-alive, X-Hop\r\n"+
+		"X-Hop: drop me\r\n"+
+		"Keep-Alive: timeout=9\r\n"+
+		"Proxy-Authorization: Basic abc\r\n"+
+		"Upgrade: websocket\r\n"+
+		"TE: trailers, deflate\r\n"+
+		"X-Forwarded-For: 10.1.1.1\r\n"+
+		"Via: 1.1 edge\r\n"+
+		"X-Keep: yes\r\n\r\n")
+	require.Equal(t, 200, resp.StatusCode)
+	r := b.lastReq()
+	assert.Equal(t, "/a%2Fb/..%2F/c?q=%20x&y", string(r.Header.RequestURI()), "target forwarded byte for byte")
+	assert.Equal(t, "shop.example:8080", string(r.Header.Host()))
+	assert.Equal(t, "10.1.1.1, 127.0.0.1", string(r.Header.Peek("X-Forwarded-For")))
+	assert.Equal(t, "http", string(r.Header.Peek("X-Forwarded-Proto")))
+	assert.Equal(t, "shop.example:8080", string(r.Header.Peek("X-Forwarded-Host")))
+	assert.Equal(t, "1.1 edge, 1.1 sluice", string(r.Header.Peek("Via")))
+	assert.Equal(t, "yes", string(r.Header.Peek("X-Keep")))
+	assert.Equal(t, "trailers", string(r.Header.Peek("TE")))
+	for _, h := range []string{"X-Hop", "Keep-Alive", "Proxy-Authorization", "Upgrade"} {
+		assert.Empty(t, r.Header.Peek(h), h)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	assert.NotEmpty(t, id)
+	assert.Equal(t, id, string(r.Header.Peek("X-Request-Id")))
+	assert.Empty(t, resp.Header.Get("X-Internal"))
+	assert.Empty(t, resp.Header.Get("Keep-Alive"))
+	assert.Equal(t, "1.1 sluice", resp.Header.Get("Via"))
+
+	// A client's own request ID is kept; HostRewrite replaces Host.
+	resp, _ = get(t, p.addr, "/", "X-Request-Id: abc-123")
+	assert.Equal(t, "abc-123", resp.Header.Get("X-Request-Id"))
+	assert.Equal(t, "abc-123", string(b.lastReq().Header.Peek("X-Request-Id")))
+
+	cfg := oneService(b.addr)
+	cfg.Services[0].HostRewrite = "internal.example"
+	p2 := startProxy(t, cfg)
+	get(t, p2.addr, "/")
+	assert.Equal(t, "internal.example", string(b.lastReq().Header.Host()))
+	assert.Equal(t, "example.test", string(b.lastReq().Header.Peek("X-Forwarded-Host")))
+}
+
+func TestBodilessResponses(t *testing.T) {
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case "/204":
+			ctx.SetStatusCode(204)
+		case "/304":
+			ctx.SetStatusCode(304)
+		default:
+			ctx.SetBodyString("0123456789")
+		}
+	})
+	p := startProxy(t, oneService(b.addr))
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	// All three on one connection: a stray body byte would corrupt the next.
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		cl           int64
+	}{{"HEAD", "/", 200, 10}, {"GET", "/204", 204, 0}, {"GET", "/304", 304, -1}, {"GET", "/", 200, 10}} {
+		fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: a\r\n\r\n", tc.method, tc.path)
+		resp, err := http.ReadResponse(br, &http.Request{Method: tc.method})
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		assert.Equal(t, tc.status, resp.StatusCode, tc.path)
+		if tc.method == "HEAD" {
+			assert.Equal(t, "10", resp.Header.Get("Content-Length"))
+			assert.Empty(t, body)
+		}
+	}
+}
+
+func TestChunkedAndTrailers(t *testing.T) {
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		got, _ := io.ReadAll(ctx.RequestBodyStream())
+		ctx.Response.Header.Set("X-Got-Body", string(got))
+		ctx.Response.Header.Set("X-Got-Trailer", string(ctx.Request.Header.Peek("X-Req-Sum")))
+		_ = ctx.Response.Header.SetTrailer("X-Sum")
+		ctx.Response.SetBodyStream(&trailerBody{parts: []string{"part1-", "part2"}, h: &ctx.Response.Header}, -1)
+	})
+	p := startProxy(t, oneService(b.addr))
+	resp, body := roundTrip(t, p.addr, "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Req-Sum\r\n\r\n"+
+		"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Req-Sum: 7\r\n\r\n")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "hello world", resp.Header.Get("X-Got-Body"))
+	assert.Equal(t, "7", resp.Header.Get("X-Got-Trailer"))
+	assert.Equal(t, "part1-part2", body)
+	assert.Equal(t, []string{"chunked"}, resp.TransferEncoding)
+	assert.Equal(t, "42", resp.Trailer.Get("X-Sum"))
+}
+
+func TestExpectContinue(t *testing.T) {
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		got, _ := io.ReadAll(ctx.RequestBodyStream())
+		ctx.Write(got) //nolint:errcheck
+	})
+	p := startProxy(t, oneService(b.addr))
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/1.1 100 Continue\r\n", line)
+	_, _ = br.ReadString('\n')
+	_, err = io.WriteString(c, "hello")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "hello", string(body))
+	assert.Empty(t, b.lastReq().Header.Peek("Expect"))
+}
+
+// resetAfterRequest reads a request's headers and resets the connection.
+func resetAfterRequest(c net.Conn) {
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil || line == "\r\n" {
+			break
+		}
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+}
+
+func TestRetriesAndFailures(t *testing.T) {
+	good := startBackend(t, okHandler)
+
+	t.Run("refused goes to another backend", func(t *testing.T) {
+		p := startProxy(t, oneService(refusedAddr(t), good.addr))
+		for range 4 {
+			resp, body := roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, "ok", body)
+		}
+	})
+	t.Run("all refused is 502", func(t *testing.T) {
+		p := startProxy(t, oneService(refusedAddr(t)))
+		resp, body := get(t, p.addr, "/")
+		assert.Equal(t, 502, resp.StatusCode)
+		assert.Contains(t, body, "bad gateway")
+	})
+	t.Run("idempotent retried after reset, POST not re-sent", func(t *testing.T) {
+		var seen atomic.Int64
+		reset := startRawBackend(t, func(c net.Conn) { seen.Add(1); resetAfterRequest(c) })
+		// The resetting backend is first: the stand-in scheduler picks the
+		// least loaded, lowest index first.
+		p := startProxy(t, oneService(reset.addr, good.addr))
+		resp, _ := get(t, p.addr, "/")
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.EqualValues(t, 1, seen.Load())
+
+		before := good.hits.Load()
+		resp, body := roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+		assert.Equal(t, 502, resp.StatusCode)
+		assert.Contains(t, body, "request id: ")
+		assert.EqualValues(t, 2, seen.Load(), "POST sent once")
+		assert.Equal(t, before, good.hits.Load(), "POST not re-sent elsewhere")
+	})
+	t.Run("hang is 504", func(t *testing.T) {
+		release := make(chan struct{})
+		hang := startRawBackend(t, func(c net.Conn) { <-release })
+		defer close(release)
+		cfg := oneService(hang.addr)
+		cfg.Pool.ResponseHeaderTimeout = 200 * time.Millisecond
+		p := startProxy(t, cfg)
+		resp, body := get(t, p.addr, "/")
+		assert.Equal(t, 504, resp.StatusCode)
+		assert.Contains(t, body, "gateway timeout")
+	})
+	t.Run("slow headers past the client deadline is 504", func(t *testing.T) {
+		release := make(chan struct{})
+		slow := startRawBackend(t, func(c net.Conn) { <-release })
+		defer close(release)
+		p := startProxy(t, oneService(slow.addr))
+		resp, _ := get(t, p.addr, "/", "X-Sluice-Timeout: 150ms")
+		assert.Equal(t, 504, resp.StatusCode)
+	})
+	t.Run("junk is 502", func(t *testing.T) {
+		junk := startRawBackend(t, func(c net.Conn) {
+			resetAfterRequestNoRST(c)
+			_, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n")
+		})
+		p := startProxy(t, oneService(junk.addr))
+		resp, _ := roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+		assert.Equal(t, 502, resp.StatusCode)
+	})
+	t.Run("close mid-body truncates the response", func(t *testing.T) {
+		cut := startRawBackend(t, func(c net.Conn) {
+			resetAfterRequestNoRST(c)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000))
+		})
+		p := startProxy(t, oneService(cut.addr))
+		c, err := net.Dial("tcp", p.addr)
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		_, err = io.ReadAll(resp.Body)
+		assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	})
+}
+
+func resetAfterRequestNoRST(c net.Conn) {
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil || line == "\r\n" {
+			return
+		}
+	}
+}
+
+// TestStaleConnection: the origin closes every connection after one
+// response without saying so; the next request finds the pooled
+// connection dead and goes out again on a fresh one.
+func TestStaleConnection(t *testing.T) {
+	once := startRawBackend(t, func(c net.Conn) {
+		resetAfterRequestNoRST(c)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	p := startProxy(t, oneService(once.addr))
+	for i := range 3 {
+		resp, body := get(t, p.addr, "/")
+		require.Equal(t, 200, resp.StatusCode, "request %d", i)
+		require.Equal(t, "ok", body)
+	}
+	assert.GreaterOrEqual(t, once.conns.Load(), int64(3))
+}
+
+func TestShedResponses(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		shed   string
+	}{
+		{scheduler.ErrQueueFull, 503, "queue-full"},
+		{scheduler.ErrQueueTimeout, 503, "queue-timeout"},
+		{scheduler.ErrDeadline, 503, "deadline"},
+		{scheduler.ErrNoBackend, 503, "no-backend"},
+		{scheduler.ErrCanceled, 503, "canceled"},
+		{scheduler.ErrTenantShare, 429, "tenant-share"},
+		{errBadGateway, 502, ""},
+		{errGatewayTimeout, 504, ""},
+		{errBodyTooLarge, 413, ""},
+		{errURITooLong, 414, ""},
+		{errHeaderTooLarge, 431, ""},
+		{errObsFold, 400, ""},
+	} {
+		var ctx fasthttp.RequestCtx
+		status, shed, _ := writeError(&ctx, tc.err, nil, []byte("id-1"), time.Now(), nil)
+		assert.Equal(t, tc.status, status, tc.err.Error())
+		assert.Equal(t, tc.status, ctx.Response.StatusCode())
+		assert.Equal(t, tc.shed, shed)
+		assert.Equal(t, tc.shed, string(ctx.Response.Header.Peek("X-Sluice-Shed")))
+		if tc.shed != "" {
+			assert.Equal(t, "1", string(ctx.Response.Header.Peek("Retry-After")))
+		}
+		assert.Contains(t, string(ctx.Response.Body()), "request id: id-1")
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		close(arrived)
+		<-release
+		ctx.WriteString("finished") //nolint:errcheck
+	})
+	p := startProxy(t, oneService(b.addr))
+	type result struct {
+		status int
+		body   string
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			got <- result{}
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			got <- result{}
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		got <- result{resp.StatusCode, string(body)}
+	}()
+	<-arrived
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- p.Shutdown(ctx)
+	}()
+	// New connections are refused once the listener is closed.
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", p.addr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, 5*time.Second, 5*time.Millisecond)
+	close(release)
+	r := <-got
+	assert.Equal(t, 200, r.status)
+	assert.Equal(t, "finished", r.body)
+	assert.NoError(t, <-shut)
+}
+
+func TestAccessLog(t *testing.T) {
+	b := startBackend(t, okHandler)
+	p := startProxy(t, oneService(b.addr))
+	get(t, p.addr, "/logged?x=1", "X-Request-Id: log-me")
+	require.NoError(t, p.Shutdown(context.Background())) // flushes
+	line := p.logs.String()
+	for _, want := range []string{`"service":"web"`, `"backend":"` + b.addr + `"`, `"method":"GET"`,
+		`"path":"/logged?x=1"`, `"status":200`, `"request_id":"log-me"`, `"queue":`, `"backend":`, `"total":`} {
+		assert.Contains(t, line, want)
+	}
+
+	off := false
+	cfg := oneService(b.addr)
+	cfg.Log.AccessLog = &off
+	p2 := startProxy(t, cfg)
+	get(t, p2.addr, "/")
+	require.NoError(t, p2.Shutdown(context.Background()))
+	assert.Empty(t, p2.logs.String())
+}
+
+// TestStreamingBoundedMemory sends a large body each way through the
+// proxy; what the whole process allocates meanwhile must stay a small
+// fraction of it.
+func TestStreamingBoundedMemory(t *testing.T) {
+	size := int64(256 << 20)
+	if raceEnabled || testing.Short() {
+		size = 32 << 20
+	}
+	var upload atomic.Int64
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsPost() {
+			n, _ := io.Copy(io.Discard, ctx.RequestBodyStream())
+			upload.Store(n)
+			return
+		}
+		ctx.SetBodyStream(io.LimitReader(zeros{}, size), int(size))
+	})
+	p := startProxy(t, oneService(b.addr))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(2*time.Minute)))
+	fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size)
+	_, err = io.Copy(c, io.LimitReader(zeros{}, size))
+	require.NoError(t, err)
+	br := bufio.NewReaderSize(c, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, size, upload.Load())
+
+	fmt.Fprintf(c, "GET /down HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	n, err := io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, size, n)
+
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("moved %d MiB each way; process allocated %d KiB", size>>20, allocated>>10)
+	assert.Less(t, allocated, uint64(32<<20), "memory grows with the body size")
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func TestClientGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	defer server.Close()
+	rc, err := server.(*net.TCPConn).SyscallConn()
+	require.NoError(t, err)
+	assert.False(t, clientGone(rc))
+	_, _ = client.Write([]byte("pipelined"))
+	require.Eventually(t, func() bool { return !clientGone(rc) }, time.Second, time.Millisecond)
+	client.Close()
+	// The FIN arrives after the data, which is still unread: peeking sees
+	// data, not EOF, so a client that pipelined then closed counts as
+	// present until its bytes are consumed.
+	buf := make([]byte, 9)
+	_, err = io.ReadFull(server, buf)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return clientGone(rc) }, 5*time.Second, time.Millisecond)
+}
+
+func TestPoolReusesConnections(t *testing.T) {
+	b := startBackend(t, okHandler)
+	cfg := oneService(b.addr)
+	cfg.Pool.WarmConns = 2
+	p := startProxy(t, cfg)
+	for range 10 {
+		resp, _ := get(t, p.addr, "/")
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	st := p.services[0].backends[0].Stats()
+	assert.EqualValues(t, 10, st.Requests)
+	assert.EqualValues(t, 2, st.Dials, "sequential requests ride the warm connections")
+	assert.Zero(t, st.InFlight)
+	assert.NotZero(t, st.BytesIn)
+	assert.NotZero(t, st.BytesOut)
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := oneService("127.0.0.1:1")
+	for _, tc := range []struct {
+		name string
+		mut  func(c *Config)
+		want string
+	}{
+		{"ok", func(c *Config) {}, ""},
+		{"no services", func(c *Config) { c.Services = nil }, "services"},
+		{"bad url", func(c *Config) { c.Services[0].Backends = []string{"ftp://x"} }, "services[0].backends[0]"},
+		{"unknown service", func(c *Config) { c.Routes = []RouteConfig{{Service: "nope"}} }, `routes[0].service: no service named "nope"`},
+		{"bad priority", func(c *Config) { c.Routes = []RouteConfig{{Service: "web", Priority: "urgent"}} }, `"urgent"`},
+		{"bad tenant_from", func(c *Config) { c.Classify.TenantFrom = "cookie" }, "classify.tenant_from"},
+		{"negative body", func(c *Config) { c.Limits.MaxBodyBytes = -1 }, "limits.max_body_bytes"},
+		{"pool", func(c *Config) { c.Pool.MaxConns = -1 }, "pool: max_conns"},
+	} {
+		c := good
+		c.Services = []ServiceConfig{{Name: "web", Backends: []string{"http://127.0.0.1:1"}}}
+		tc.mut(&c)
+		c = c.WithDefaults()
+		err := c.Validate()
+		if tc.want == "" {
+			assert.NoError(t, err, tc.name)
+		} else if assert.Error(t, err, tc.name) {
+			assert.Contains(t, err.Error(), tc.want, tc.name)
+		}
+	}
+	d := Config{}.WithDefaults()
+	assert.Equal(t, DefaultClientHeader, d.Timeouts.ClientHeader)
+	assert.Equal(t, pool.DefaultMaxConns, d.Pool.MaxConns)
+}
+
+func TestRouting(t *testing.T) {
+	a := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.WriteString("a") })  //nolint:errcheck
+	bb := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.WriteString("b") }) //nolint:errcheck
+	cfg := Config{
+		Services: []ServiceConfig{
+			{Name: "a", Backends: []string{"http://" + a.addr}},
+			{Name: "b", Backends: []string{"http://" + bb.addr}},
+		},
+		Routes: []RouteConfig{
+			{Host: "api.example", PathPrefix: "/v2/", Service: "b"},
+			{Headers: map[string]string{"X-Canary": "1"}, Service: "b"},
+			{PathPrefix: "/v1/", Service: "a"},
+		},
+	}
+	p := startProxy(t, cfg)
+	_, body := roundTrip(t, p.addr, "GET /v2/x HTTP/1.1\r\nHost: API.example:443\r\n\r\n")
+	assert.Equal(t, "b", body)
+	_, body = roundTrip(t, p.addr, "GET /v1/x HTTP/1.1\r\nHost: api.example\r\n\r\n")
+	assert.Equal(t, "a", body)
+	_, body = get(t, p.addr, "/", "X-Canary: 1")
+	assert.Equal(t, "b", body)
+	resp, body := get(t, p.addr, "/other")
+	assert.Equal(t, 404, resp.StatusCode)
+	assert.Contains(t, body, "no route")
+}
+
+// trailerBody yields its parts, then sets the X-Sum trailer: fasthttp reads
+// it on the connection's goroutine, so the header is ours to touch.
+type trailerBody struct {
+	parts []string
+	h     *fasthttp.ResponseHeader
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	if len(b.parts) == 0 {
+		b.h.Set("X-Sum", "42")
+		return 0, io.EOF
+	}
+	n := copy(p, b.parts[0])
+	b.parts = b.parts[1:]
+	return n, nil
+}

@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// route is a RouteConfig compiled for matching without allocation.
+type route struct {
+	host       []byte // lower case, no port; nil matches any
+	pathPrefix []byte
+	headers    []headerMatch
+	svc        *service
+	class      scheduler.Class
+	hasClass   bool
+	timeout    time.Duration
+}
+
+type headerMatch struct{ key, value []byte }
+
+func newRoute(rc RouteConfig, svc *service) route {
+	r := route{svc: svc, timeout: rc.Timeout}
+	if rc.Host != "" {
+		h := strings.ToLower(rc.Host)
+		if hh, _, err := net.SplitHostPort(h); err == nil {
+			h = hh
+		}
+		r.host = []byte(h)
+	}
+	if rc.PathPrefix != "" {
+		r.pathPrefix = []byte(rc.PathPrefix)
+	}
+	for k, v := range rc.Headers {
+		r.headers = append(r.headers, headerMatch{key: []byte(k), value: []byte(v)})
+	}
+	if rc.Priority != "" {
+		r.class, r.hasClass = scheduler.ParseClass(rc.Priority)
+	}
+	return r
+}
+
+func (r *route) match(h *fasthttp.RequestHeader, path []byte) bool {
+	if r.host != nil && !bytes.EqualFold(hostNoPort(h.Host()), r.host) {
+		return false
+	}
+	if r.pathPrefix != nil && !bytes.HasPrefix(path, r.pathPrefix) {
+		return false
+	}
+	for i := range r.headers {
+		if !bytes.Equal(h.PeekBytes(r.headers[i].key), r.headers[i].value) {
+			return false
+		}
+	}
+	return true
+}
+
+// pick returns the first matching route, or nil: the first service with
+// the defaults.
+func (s *Server) pick(h *fasthttp.RequestHeader, path []byte) (*service, *route) {
+	for i := range s.routes {
+		if s.routes[i].match(h, path) {
+			return s.routes[i].svc, &s.routes[i]
+		}
+	}
+	if len(s.routes) == 0 {
+		return s.services[0], nil
+	}
+	return nil, nil // routes are configured and none matches: 404
+}
+
+// hostNoPort strips ":port" from a Host value, minding IPv6 brackets.
+func hostNoPort(h []byte) []byte {
+	if len(h) > 0 && h[0] == '[' {
+		if i := bytes.IndexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := bytes.LastIndexByte(h, ':'); i >= 0 {
+		return h[:i]
+	}
+	return h
+}
+
+// originForm returns the request target as sent to a backend: the raw
+// bytes for origin form ("/a%2Fb?x"); for absolute form
+// ("http://h/a?x") the part from the path on. Nothing is decoded or
+// normalised.
+func originForm(uri []byte) []byte {
+	if len(uri) == 0 || uri[0] == '/' || uri[0] == '*' {
+		return uri
+	}
+	i := bytes.Index(uri, []byte("://"))
+	if i < 0 {
+		return uri
+	}
+	rest := uri[i+3:]
+	j := bytes.IndexAny(rest, "/?")
+	if j < 0 {
+		return []byte("/")
+	}
+	if rest[j] == '?' {
+		return rest[j:] // "http://h?x": path empty; backends get "?x" rarely; keep bytes
+	}
+	return rest[j:]
+}
+
+// pathOf is the path of an origin-form target, without the query.
+func pathOf(target []byte) []byte {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		return target[:i]
+	}
+	return target
+}
+
+// classifier turns request headers into a scheduler.Request.
+type classifier struct {
+	prioHeader     []byte
+	tenantHeader   []byte
+	apiKeyHeader   []byte
+	deadlineHeader []byte
+	tenantFrom     uint8
+}
+
+const (
+	tenantFromHeader = iota
+	tenantFromAPIKey
+	tenantFromIP
+)
+
+func newClassifier(c ClassifyConfig) classifier {
+	k := classifier{
+		prioHeader:     []byte(c.PriorityHeader),
+		tenantHeader:   []byte(c.TenantHeader),
+		apiKeyHeader:   []byte(c.APIKeyHeader),
+		deadlineHeader: []byte(c.DeadlineHeader),
+	}
+	switch c.TenantFrom {
+	case "api-key":
+		k.tenantFrom = tenantFromAPIKey
+	case "client-ip":
+		k.tenantFrom = tenantFromIP
+	}
+	return k
+}
+
+// classify fills r from the request. ip is the client address in text.
+func (k *classifier) classify(r *scheduler.Request, h *fasthttp.RequestHeader, rt *route, ip []byte, arrival time.Time) {
+	r.Class = scheduler.Normal
+	if rt != nil && rt.hasClass {
+		r.Class = rt.class
+	}
+	if v := h.PeekBytes(k.prioHeader); len(v) > 0 {
+		if c, ok := scheduler.ParseClassBytes(v); ok {
+			r.Class = c
+		}
+	}
+	var id []byte
+	switch k.tenantFrom {
+	case tenantFromHeader:
+		if id = h.PeekBytes(k.tenantHeader); len(id) == 0 {
+			id = ip
+		}
+	case tenantFromAPIKey:
+		id = h.PeekBytes(k.apiKeyHeader)
+	case tenantFromIP:
+		id = ip
+	}
+	r.Tenant = 0
+	if len(id) > 0 {
+		r.Tenant = scheduler.TenantKey(id)
+	}
+	r.Deadline = time.Time{}
+	if rt != nil && rt.timeout > 0 {
+		r.Deadline = arrival.Add(rt.timeout)
+	}
+	if v := h.PeekBytes(k.deadlineHeader); len(v) > 0 {
+		if d, err := time.ParseDuration(b2s(v)); err == nil && d > 0 {
+			if dl := arrival.Add(d); r.Deadline.IsZero() || dl.Before(r.Deadline) {
+				r.Deadline = dl
+			}
+		}
+	}
+	r.Exclude = 0
+}
+
+// appendIP appends the text form of ip without allocating.
+func appendIP(dst []byte, ip net.IP) []byte {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return dst
+	}
+	return a.Unmap().AppendTo(dst)
+}
+
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// Defaults for Config; see the field comments.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultClientHeader    = 10 * time.Second
+	DefaultClientBody      = 60 * time.Second
+	DefaultIdle            = 60 * time.Second
+	DefaultClientWrite     = 60 * time.Second
+	DefaultMaxHeaderBytes  = 64 << 10
+	DefaultMaxURLBytes     = 8 << 10
+	DefaultPriorityHeader  = "X-Priority"
+	DefaultTenantHeader    = "X-Tenant"
+	DefaultTenantFrom      = "header"
+	DefaultAPIKeyHeader    = "X-Api-Key"
+	DefaultDeadlineHeader  = "X-Sluice-Timeout"
+	DefaultLogFormat       = "json"
+	DefaultLogLevel        = "info"
+	DefaultShutdownGrace   = 15 * time.Second
+	DefaultAccessLogFlush  = time.Second
+	DefaultAccessLogBuffer = 64 << 10
+
+	// maxBackends is the width of scheduler.Request.Exclude.
+	maxBackends = 64
+)
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	t := &c.Timeouts
+	setDur(&t.ClientHeader, DefaultClientHeader)
+	setDur(&t.ClientBody, DefaultClientBody)
+	setDur(&t.Idle, DefaultIdle)
+	setDur(&t.ClientWrite, DefaultClientWrite)
+	if c.Limits.MaxHeaderBytes == 0 {
+		c.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.Limits.MaxURLBytes == 0 {
+		c.Limits.MaxURLBytes = DefaultMaxURLBytes
+	}
+	k := &c.Classify
+	setStr(&k.PriorityHeader, DefaultPriorityHeader)
+	setStr(&k.TenantHeader, DefaultTenantHeader)
+	setStr(&k.TenantFrom, DefaultTenantFrom)
+	setStr(&k.APIKeyHeader, DefaultAPIKeyHeader)
+	setStr(&k.DeadlineHeader, DefaultDeadlineHeader)
+	setStr(&c.Log.Format, DefaultLogFormat)
+	setStr(&c.Log.Level, DefaultLogLevel)
+	if c.Log.AccessLog == nil {
+		on := true
+		c.Log.AccessLog = &on
+	}
+	setDur(&c.Log.AccessLogFlush, DefaultAccessLogFlush)
+	if c.Log.AccessLogBuffer == 0 {
+		c.Log.AccessLogBuffer = DefaultAccessLogBuffer
+	}
+	if c.Log.AccessWriter == nil {
+		c.Log.AccessWriter = os.Stderr
+	}
+	setDur(&c.ShutdownGrace, DefaultShutdownGrace)
+	c.Queue = c.Queue.WithDefaults()
+	c.Pool = c.Pool.WithDefaults()
+	// Services are copied so that filling in their defaults does not write
+	// through to the caller's slice.
+	svcs := make([]ServiceConfig, len(c.Services))
+	copy(svcs, c.Services)
+	for i := range svcs {
+		if svcs[i].Queue != nil {
+			q := svcs[i].Queue.WithDefaults()
+			svcs[i].Queue = &q
+		}
+		if svcs[i].Pool != nil {
+			p := svcs[i].Pool.WithDefaults()
+			svcs[i].Pool = &p
+		}
+	}
+	c.Services = svcs
+	return c
+}
+
+func setDur(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+func setStr(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}
+
+// Validate reports the first invalid field, naming it and its value.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
+		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if len(c.Services) == 0 {
+		return fmt.Errorf("services: at least one service is required")
+	}
+	names := make(map[string]bool, len(c.Services))
+	for i, s := range c.Services {
+		if s.Name == "" {
+			return fmt.Errorf("services[%d].name: must not be empty", i)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("services[%d].name: %q is used twice", i, s.Name)
+		}
+		names[s.Name] = true
+		if len(s.Backends) == 0 {
+			return fmt.Errorf("services[%d].backends: service %q has no backends", i, s.Name)
+		}
+		if len(s.Backends) > maxBackends {
+			return fmt.Errorf("services[%d].backends: %d backends, at most %d", i, len(s.Backends), maxBackends)
+		}
+		for j, b := range s.Backends {
+			if _, err := backendAddr(b); err != nil {
+				return fmt.Errorf("services[%d].backends[%d]: %w", i, j, err)
+			}
+		}
+		if s.Queue != nil {
+			if err := s.Queue.Validate(); err != nil {
+				return fmt.Errorf("services[%d].queue: %w", i, err)
+			}
+		}
+		if s.Pool != nil {
+			if err := s.Pool.Validate(); err != nil {
+				return fmt.Errorf("services[%d].pool: %w", i, err)
+			}
+		}
+		if strings.ContainsAny(s.HostRewrite, " \t\r\n\x00/") {
+			return fmt.Errorf("services[%d].host_rewrite: %q is not a host", i, s.HostRewrite)
+		}
+	}
+	for i, r := range c.Routes {
+		if !names[r.Service] {
+			return fmt.Errorf("routes[%d].service: no service named %q", i, r.Service)
+		}
+		if r.Priority != "" {
+			if _, ok := scheduler.ParseClass(r.Priority); !ok {
+				return fmt.Errorf("routes[%d].priority: %q is not critical|high|normal|low", i, r.Priority)
+			}
+		}
+		if r.Timeout < 0 {
+			return fmt.Errorf("routes[%d].timeout: must be >= 0, got %s", i, r.Timeout)
+		}
+		if r.PathPrefix != "" && r.PathPrefix[0] != '/' {
+			return fmt.Errorf("routes[%d].path_prefix: %q must start with /", i, r.PathPrefix)
+		}
+	}
+	t := c.Timeouts
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"timeouts.client_header", t.ClientHeader},
+		{"timeouts.client_body", t.ClientBody},
+		{"timeouts.idle", t.Idle},
+		{"timeouts.client_write", t.ClientWrite},
+		{"shutdown_grace", c.ShutdownGrace},
+		{"log.access_log_flush", c.Log.AccessLogFlush},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s: must be >= 0, got %s", d.name, d.v)
+		}
+	}
+	switch {
+	case c.Limits.MaxHeaderBytes < 0:
+		return fmt.Errorf("limits.max_header_bytes: must be >= 0, got %d", c.Limits.MaxHeaderBytes)
+	case c.Limits.MaxHeaderBytes > 0 && c.Limits.MaxHeaderBytes < 1024:
+		return fmt.Errorf("limits.max_header_bytes: must be at least 1024, got %d", c.Limits.MaxHeaderBytes)
+	case c.Limits.MaxURLBytes < 0:
+		return fmt.Errorf("limits.max_url_bytes: must be >= 0, got %d", c.Limits.MaxURLBytes)
+	case c.Limits.MaxBodyBytes < 0:
+		return fmt.Errorf("limits.max_body_bytes: must be >= 0, got %d", c.Limits.MaxBodyBytes)
+	case c.Log.AccessLogBuffer < 0:
+		return fmt.Errorf("log.access_log_buffer: must be >= 0, got %d", c.Log.AccessLogBuffer)
+	}
+	switch c.Classify.TenantFrom {
+	case "", "header", "api-key", "client-ip":
+	default:
+		return fmt.Errorf("classify.tenant_from: %q is not header|api-key|client-ip", c.Classify.TenantFrom)
+	}
+	switch c.Log.Format {
+	case "", "json", "console":
+	default:
+		return fmt.Errorf("log.format: %q is not json|console", c.Log.Format)
+	}
+	if c.Log.Level != "" {
+		if _, err := zerolog.ParseLevel(c.Log.Level); err != nil {
+			return fmt.Errorf("log.level: %q is not a zerolog level", c.Log.Level)
+		}
+	}
+	if err := c.Queue.Validate(); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := c.Pool.Validate(); err != nil {
+		return fmt.Errorf("pool: %w", err)
+	}
+	return nil
+}
+
+// backendAddr turns a backend URL ("http://host:port", "http://host" or
+// "host:port") into a dial address.
+func backendAddr(raw string) (string, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	if u.Scheme != "http" {
+		return "", fmt.Errorf("%q: scheme %q is not supported (http only)", raw, u.Scheme)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "", fmt.Errorf("%q has no host", raw)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return "", fmt.Errorf("%q: a backend URL has no path or query", raw)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
+}
