@@ -1,0 +1,277 @@
+// Command sluice runs the Sluice gateway: an admission-control queueing
+// reverse proxy.
+//
+// The quickest start needs no file: every request goes to one service
+// named "default" made of the redundant backends given on the command line.
+//
+//	sluice --listen 127.0.0.1:8080 --backend http://127.0.0.1:9001 --backend http://127.0.0.1:9002
+//
+// A full configuration (several services, routes by host, path prefix and
+// header, queue policies) is a YAML file; docs/configuration.md describes
+// every field and configs/example.yaml is a commented example.
+//
+//	sluice --config configs/example.yaml
+//	sluice --check-config configs/example.yaml   # prints "ok" or the error; exit 0 or 1
+//
+// # How the configuration is assembled
+//
+// Each package owns its configuration type (proxy.Config, pool.Config,
+// scheduler.Config) with its defaults and its Validate; this command only
+// assembles them. The file is decoded strictly: an unknown key or a value of
+// the wrong type is an error naming its path in the file and its line,
+// because a misspelt key silently ignored is a limit silently not applied.
+//
+// Flags override the file. The command line is parsed twice: once to find
+// --config (and --help, --check-config), then, after the file is decoded,
+// again with every flag bound to a field of the decoded configuration. Only
+// flags actually given change a field, so everything else keeps the file's
+// value, and what neither sets stays zero, which every Config reads as "the
+// default". --backend replaces the backends of the file's first service.
+// The whole result is validated before anything is started: a broken
+// configuration never starts a half-configured proxy.
+//
+// # Signals
+//
+// SIGTERM or SIGINT stops accepting connections and lets in-flight requests
+// finish for up to shutdown_grace; the exit status is 0 when they all did.
+// A second signal cuts the grace period short.
+//
+// Exit status: 0 after a clean shutdown or a valid --check-config, 1 for an
+// invalid configuration or a runtime failure, 2 for a command-line error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sluiceproxy/sluice/proxy"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sigs))
+}
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1 // invalid configuration or runtime failure
+	exitUsage   = 2 // command-line error
+)
+
+// run is the whole command, minus the process: it returns the exit status.
+// It returns after a signal arrives on signals and the gateway has shut
+// down, or at once for --help, --check-config and errors.
+func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
+	cfg, code := configure(args, stdout, stderr)
+	if cfg == nil {
+		return code
+	}
+	full := cfg.WithDefaults()
+	if full.Listen == "" {
+		// Never fall back to net.Listen's "every interface".
+		fmt.Fprintln(stderr, "sluice: listen: no address")
+		return exitFailure
+	}
+
+	log, err := newLogger(stderr, full.Log)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return exitFailure
+	}
+
+	if cfg.Log.AccessWriter == nil {
+		cfg.Log.AccessWriter = stderr
+	}
+	srv, err := proxy.New(*cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return exitFailure
+	}
+	ln, err := net.Listen("tcp", full.Listen)
+	if err != nil {
+		log.Error().Err(err).Str("listen", full.Listen).Msg("cannot listen")
+		// Nothing was served, but warm connections may be open.
+		if err := srv.Shutdown(context.Background()); err != nil {
+			log.Error().Err(err).Msg("shutdown")
+		}
+		return exitFailure
+	}
+	names := make([]string, len(full.Services))
+	for i, s := range full.Services {
+		names[i] = s.Name
+	}
+	log.Info().Str("addr", ln.Addr().String()).Strs("services", names).Msg("listening")
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		// Serve returns before Shutdown only when it fails.
+		if err == nil {
+			err = errors.New("server stopped unexpectedly")
+		}
+		log.Error().Err(err).Msg("serve")
+		if err := srv.Shutdown(context.Background()); err != nil {
+			log.Error().Err(err).Msg("shutdown")
+		}
+		return exitFailure
+	case sig := <-signals:
+		log.Info().Str("signal", sig.String()).Stringer("grace", full.ShutdownGrace).Msg("shutting down")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), full.ShutdownGrace)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	var shutErr error
+	select {
+	case shutErr = <-shut:
+	case sig := <-signals:
+		log.Warn().Str("signal", sig.String()).Msg("second signal: not waiting for in-flight requests")
+		cancel()
+		shutErr = <-shut
+	}
+	if err := <-served; err != nil && shutErr == nil {
+		shutErr = err
+	}
+	if shutErr != nil {
+		log.Error().Err(shutErr).Msg("shutdown incomplete")
+		return exitFailure
+	}
+	log.Info().Msg("stopped")
+	return exitOK
+}
+
+// configure turns the command line into a validated configuration. It
+// returns a nil Config with the exit status when run should stop: after
+// --help or --check-config, or on an error, which it has printed.
+func configure(args []string, stdout, stderr io.Writer) (*proxy.Config, int) {
+	// Pass 1: find --config and --check-config, answer --help. The flags
+	// are bound to the defaults so that --help shows them.
+	helpCfg := defaultConfig()
+	var opts options
+	fs := newFlagSet(&helpCfg, &opts)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs)
+			return nil, exitOK
+		}
+		return nil, usageError(stderr, err.Error())
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError(stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+
+	if opts.checkPath != "" {
+		if err := checkConfig(opts.checkPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return nil, exitFailure
+		}
+		fmt.Fprintln(stdout, "ok")
+		return nil, exitOK
+	}
+
+	cfg, cf, err := assemble(args, opts.configPath)
+	if err != nil {
+		var ue usageErr
+		if errors.As(err, &ue) {
+			return nil, usageError(stderr, ue.msg)
+		}
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return nil, exitFailure
+	}
+	if err := validate(cf, cfg); err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return nil, exitFailure
+	}
+	return &cfg, exitOK
+}
+
+// assemble builds the configuration, not yet validated: the file at
+// configPath (if any), then the flags in args on top of it.
+func assemble(args []string, configPath string) (proxy.Config, *configFile, error) {
+	var cfg proxy.Config
+	var cf *configFile
+	if configPath != "" {
+		var err error
+		if cf, err = loadConfigFile(configPath); err != nil {
+			return cfg, nil, err
+		}
+		cfg = cf.cfg
+	}
+
+	// Pass 2: the flags bound to the file's values; only those given
+	// change anything.
+	var opts options
+	fs := newFlagSet(&cfg, &opts)
+	if err := fs.Parse(args); err != nil {
+		return cfg, cf, usageErr{err.Error()}
+	}
+	if opts.backends.set {
+		if len(cfg.Services) == 0 {
+			cfg.Services = []proxy.ServiceConfig{{Name: "default"}}
+		}
+		// A copy: the file's slice must not share the flag's array.
+		cfg.Services = append([]proxy.ServiceConfig(nil), cfg.Services...)
+		cfg.Services[0].Backends = opts.backends.urls
+	}
+	if len(cfg.Services) == 0 {
+		return cfg, cf, usageErr{"no backends: give --backend URL (repeatable) or --config FILE"}
+	}
+	return cfg, cf, nil
+}
+
+// usageErr is a command-line mistake (exit status 2), as opposed to an
+// invalid configuration (1).
+type usageErr struct{ msg string }
+
+func (e usageErr) Error() string { return e.msg }
+
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "sluice: %s\nRun 'sluice --help' for usage.\n", msg)
+	return exitUsage
+}
+
+// defaultConfig is the configuration with every default filled in, for
+// --help to show.
+func defaultConfig() proxy.Config {
+	c := proxy.Config{}.WithDefaults()
+	// The proxy fills in the nested defaults too once it is complete; doing
+	// it here as well keeps --help right whatever it does.
+	c.Pool = c.Pool.WithDefaults()
+	c.Queue = c.Queue.WithDefaults()
+	return c
+}
+
+// newLogger builds the process logger from the log section.
+func newLogger(w io.Writer, lc proxy.LogConfig) (zerolog.Logger, error) {
+	level := zerolog.InfoLevel
+	if lc.Level != "" {
+		l, err := zerolog.ParseLevel(strings.ToLower(lc.Level))
+		if err != nil {
+			return zerolog.Logger{}, fmt.Errorf("log.level: unknown level %q", lc.Level)
+		}
+		level = l
+	}
+	switch lc.Format {
+	case "", "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, NoColor: true}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("log.format: want json or console, got %q", lc.Format)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
