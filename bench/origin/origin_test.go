@@ -1,0 +1,237 @@
+package origin
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// fasthttp's worker-pool cleaner sleeps up to MaxIdleWorkerDuration
+	// before it notices the server stopped; it is not ours to wait for.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
+}
+
+// start runs an origin on a free loopback port; the hooks (may be nil) are
+// installed before it serves.
+func start(t *testing.T, cfg Config, onAdd func(int), onFinish func(int64)) (*Origin, *http.Client) {
+	t.Helper()
+	o, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.onAdd, o.onFinish = onAdd, onFinish
+	if err := o.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		if err := o.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return o, c
+}
+
+func get(c *http.Client, url string) (int, string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func TestOneRequest(t *testing.T) {
+	cfg := Default()
+	o, c := start(t, cfg, nil, nil)
+	begin := time.Now()
+	code, body, err := get(c, o.URL()+"/anything")
+	if err != nil || code != 200 || len(body) != cfg.BodySize {
+		t.Fatalf("got %d %q %v, want 200 with %d bytes", code, body, err, cfg.BodySize)
+	}
+	// A request cannot finish before its work is done; the upper bound is
+	// the PS core's business (ps_test.go) and the benchmarks'.
+	if el := time.Since(begin); el < cfg.Service {
+		t.Fatalf("request took %v, less than the service time %v", el, cfg.Service)
+	}
+	st := o.Stats()
+	if st.Received != 1 || st.Completed != 1 || st.OK != 1 || st.Active != 0 || st.CapacityRPS != 200 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestOverloadSharesWorkers(t *testing.T) {
+	cfg := Default()
+	cfg.Workers, cfg.Service = 2, 30*time.Millisecond
+	all := make(chan struct{})
+	var once sync.Once
+	o, c := start(t, cfg, func(active int) {
+		if active == 4 {
+			once.Do(func() { close(all) })
+		}
+	}, nil)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	lat := make([]time.Duration, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			if code, _, err := get(c, o.URL()); err != nil || code != 200 {
+				t.Errorf("request %d: %d %v", i, code, err)
+			}
+			lat[i] = time.Since(begin)
+		})
+	}
+	wg.Wait()
+	<-all // all four were in service at once
+	// Four requests' work on two workers cannot be done in less than 2×S.
+	slowest := max(lat[0], lat[1], lat[2], lat[3])
+	if slowest < 2*cfg.Service {
+		t.Fatalf("slowest of 2N concurrent requests took %v, want >= %v", slowest, 2*cfg.Service)
+	}
+	if st := o.Stats(); st.MaxActive != 4 || st.Completed != 4 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestFailureInjection(t *testing.T) {
+	tests := []struct {
+		name  string
+		set   func(*Config)
+		check func(t *testing.T, code int, body string, err error, st Stats)
+	}{
+		{"error", func(c *Config) { c.ErrorRate = 1 }, func(t *testing.T, code int, _ string, err error, st Stats) {
+			if err != nil || code != 500 || st.Errors != 1 || st.Completed != 1 {
+				t.Fatalf("got %d %v, stats %+v; want 500 after the work", code, err, st)
+			}
+		}},
+		{"reset", func(c *Config) { c.ResetRate = 1 }, func(t *testing.T, _ int, _ string, err error, st Stats) {
+			if err == nil || st.Resets != 1 {
+				t.Fatalf("got err %v, stats %+v; want a connection error", err, st)
+			}
+		}},
+		{"hang", func(c *Config) { c.HangRate, c.HangFor = 1, 20*time.Millisecond }, func(t *testing.T, _ int, _ string, err error, st Stats) {
+			if err == nil || st.Hangs != 1 || st.Hanging != 0 || st.Completed != 0 {
+				t.Fatalf("got err %v, stats %+v; want a dropped connection and no work", err, st)
+			}
+		}},
+		{"slow body", func(c *Config) { c.SlowBodyRate, c.SlowBodyFor = 1, 40*time.Millisecond }, func(t *testing.T, code int, body string, err error, st Stats) {
+			if err != nil || code != 200 || len(body) != 64 || st.SlowBody != 1 {
+				t.Fatalf("got %d %d bytes %v, stats %+v; want the whole body", code, len(body), err, st)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Service = time.Millisecond
+			tt.set(&cfg)
+			o, c := start(t, cfg, nil, nil)
+			c.Transport.(*http.Transport).DisableKeepAlives = true
+			code, body, err := get(c, o.URL())
+			tt.check(t, code, body, err, o.Stats())
+		})
+	}
+}
+
+func TestCapacityChangeTakesEffect(t *testing.T) {
+	cfg := Default()
+	cfg.Workers = 0 // stalled: nothing completes until capacity returns
+	arrived := make(chan struct{}, 1)
+	o, c := start(t, cfg, func(int) { arrived <- struct{}{} }, nil)
+
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := get(c, o.URL())
+		done <- code
+	}()
+	<-arrived
+	select {
+	case <-done:
+		t.Fatal("a request completed on a stalled origin")
+	default:
+	}
+	// Bad settings are refused with the field named, and change nothing.
+	resp, err := c.Post(o.URL()+"/_origin/config?workers=-1", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "Workers") {
+		t.Fatalf("bad workers: %d %s", resp.StatusCode, b)
+	}
+	resp, err = c.Post(o.URL()+"/_origin/config?workers=2&service=5ms", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"workers":2`) {
+		t.Fatalf("config update: %d %s", resp.StatusCode, b)
+	}
+	if code := <-done; code != 200 {
+		t.Fatalf("after capacity returned: %d", code)
+	}
+	if st := o.Stats(); st.Workers != 2 || st.ServiceMs != 5 {
+		t.Fatalf("stats after update %+v", st)
+	}
+	code, body, err := get(c, o.URL()+"/_origin/stats")
+	if err != nil || code != 200 || !strings.Contains(body, `"completed":1`) {
+		t.Fatalf("stats endpoint: %d %s %v", code, body, err)
+	}
+}
+
+func TestKeepsWorkingOnAbandonedRequests(t *testing.T) {
+	cfg := Default()
+	cfg.Service = 100 * time.Millisecond
+	arrived := make(chan struct{}, 1)
+	finished := make(chan int64, 1)
+	o, c := start(t, cfg, func(int) { arrived <- struct{}{} }, func(n int64) { finished <- n })
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", o.URL(), nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-arrived
+	cancel() // the client goes away
+	if err := <-errc; err == nil {
+		t.Fatal("cancelled request succeeded")
+	}
+	if n := <-finished; n != 1 {
+		t.Fatalf("completed %d", n)
+	}
+}
+
+func TestRunSchedule(t *testing.T) {
+	o, _ := start(t, Default(), nil, nil)
+	s, err := ParseSchedule("0s:workers=1;5ms:workers=3,error-rate=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.RunSchedule(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := o.Config(); cfg.Workers != 3 || cfg.ErrorRate != 0.5 {
+		t.Fatalf("after schedule: %+v", cfg)
+	}
+	bad, _ := ParseSchedule("0s:workers=1")
+	bad[0].Settings[0][1] = "-3"
+	if err := o.RunSchedule(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "Workers") {
+		t.Fatalf("invalid change: %v", err)
+	}
+}

@@ -1,0 +1,21 @@
+// Package scenario runs the demo and the comparison scenarios: Sluice,
+// HAProxy (tuned and untuned), nginx and no proxy at all in front of the
+// same simulated origin, under the same open-loop load, one after another in
+// one invocation, printed side by side.
+//
+// Every run gets a fresh origin. The origin keeps working on requests whose
+// clients gave up, so after an overloaded run it can owe minutes of work;
+// a shared origin would make the order of the peers matter.
+//
+// Peers are child processes in their own process group with
+// PR_SET_PDEATHSIG, so they die with the benchmark even when it is killed;
+// their config files and logs live in one temporary directory. A peer whose
+// program is missing is skipped with a line saying so. Tables are computed
+// from loadgen reports; floors are the pass/fail criteria for Sluice
+// (overload goodput, latency of admitted requests, priority, fairness).
+//
+// Scenario code is plumbing around loadgen and origin, so its tests are
+// light: the generated configs (checked by haproxy -c and nginx -t when
+// installed), the tables and floors on synthetic reports, and a quick demo
+// against the built binary.
+package scenario

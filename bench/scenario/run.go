@@ -1,0 +1,197 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sluiceproxy/sluice/bench/loadgen"
+	"github.com/sluiceproxy/sluice/bench/origin"
+)
+
+// OriginStarter starts a fresh simulated origin with cfg on a free loopback
+// port and returns its host:port and how to stop it. Every run gets a fresh
+// origin: the origin keeps working on requests whose clients gave up, so
+// after an overloaded run it can owe minutes of abandoned work, and the next
+// peer must not inherit that.
+type OriginStarter func(ctx context.Context, cfg origin.Config, dir string) (addr string, stop func(), err error)
+
+// InProcessOrigin runs the origin inside this process. It shares the Go
+// runtime with the load generator, which is fine for tests and smoke runs;
+// ChildOrigin isolates it for measurements.
+func InProcessOrigin(_ context.Context, cfg origin.Config, _ string) (string, func(), error) {
+	o, err := origin.New(cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := o.Start("127.0.0.1:0"); err != nil {
+		return "", nil, err
+	}
+	return o.Addr(), func() { _ = o.Close() }, nil
+}
+
+// ChildOrigin runs `bin origin ...` (the sluice-bench binary) as a child
+// process.
+func ChildOrigin(bin string) OriginStarter {
+	return func(ctx context.Context, cfg origin.Config, dir string) (string, func(), error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return "", nil, err
+		}
+		argv := []string{bin, "origin", "--listen", addr,
+			"--workers", strconv.Itoa(cfg.Workers), "--service", cfg.Service.String(),
+			"--dist", cfg.Dist, "--knee", strconv.Itoa(cfg.Knee),
+			"--seed", strconv.FormatUint(cfg.Seed, 10)}
+		p, err := startProc("origin", dir, argv)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := waitListening(ctx, p, addr, 10*time.Second); err != nil {
+			p.stop()
+			return "", nil, err
+		}
+		return addr, p.stop, nil
+	}
+}
+
+// Options configure a scenario or demo run.
+type Options struct {
+	Binaries
+	// Origin starts each run's origin; nil runs it in-process.
+	Origin OriginStarter
+	// OriginConfig is the origin; zero means origin.Default() (4 × 20 ms).
+	OriginConfig origin.Config
+	// Quick shortens every run for a smoke test.
+	Quick bool
+	// Out receives progress lines and the tables; nil discards.
+	Out io.Writer
+	// Dir holds generated configs and logs; "" makes (and removes) a
+	// temporary directory.
+	Dir string
+	// Seed seeds the load generator's arrivals. Default 1.
+	Seed uint64
+}
+
+// Result is one load run: a peer under one load in one scenario.
+type Result struct {
+	Scenario    string          `json:"scenario"`
+	Peer        string          `json:"peer"`
+	Load        string          `json:"load"` // e.g. "3x" of capacity, "unloaded"
+	Rate        float64         `json:"rate"` // requested arrivals/s
+	CapacityRPS float64         `json:"capacity_rps"`
+	Skipped     string          `json:"skipped,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	Report      *loadgen.Report `json:"report,omitempty"`
+}
+
+// durations are the lengths of the runs.
+type durations struct {
+	unloaded, overload, priority, fairness, demo time.Duration
+	timeout                                      time.Duration // client timeout
+}
+
+func (o Options) durations() durations {
+	if o.Quick {
+		return durations{unloaded: 2 * time.Second, overload: 3 * time.Second, priority: 4 * time.Second,
+			fairness: 4 * time.Second, demo: 3 * time.Second, timeout: 2 * time.Second}
+	}
+	return durations{unloaded: 6 * time.Second, overload: 12 * time.Second, priority: 15 * time.Second,
+		fairness: 15 * time.Second, demo: 20 * time.Second, timeout: 3 * time.Second}
+}
+
+// env is the state shared by the runs of one invocation.
+type env struct {
+	opt     Options
+	out     io.Writer
+	dir     string
+	dur     durations
+	ocfg    origin.Config
+	skipped map[string]bool // peers already reported as skipped
+}
+
+func newEnv(opt Options) (*env, func(), error) {
+	opt.Binaries = opt.Binaries.withDefaults()
+	if opt.Origin == nil {
+		opt.Origin = InProcessOrigin
+	}
+	if opt.OriginConfig == (origin.Config{}) {
+		opt.OriginConfig = origin.Default()
+	}
+	if opt.Seed == 0 {
+		opt.Seed = 1
+	}
+	e := &env{opt: opt, out: opt.Out, dur: opt.durations(), ocfg: opt.OriginConfig.WithDefaults(), skipped: map[string]bool{}}
+	if e.out == nil {
+		e.out = io.Discard
+	}
+	if err := e.ocfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() {}
+	e.dir = opt.Dir
+	if e.dir == "" {
+		d, err := os.MkdirTemp("", "sluice-bench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		e.dir = d
+		cleanup = func() { os.RemoveAll(d) }
+	}
+	return e, cleanup, nil
+}
+
+// capacity is the origin's throughput in requests/s.
+func (e *env) capacity() float64 { return e.ocfg.Capacity() }
+
+// run measures one peer under one load. A missing peer or a failure to
+// start it is recorded in the Result, not returned: the other peers still
+// run. Only cancellation is returned as an error.
+func (e *env) run(ctx context.Context, scenario, peer, load string, rate float64, dur time.Duration, mix []loadgen.Class) (Result, error) {
+	res := Result{Scenario: scenario, Peer: peer, Load: load, Rate: rate, CapacityRPS: e.capacity()}
+	if _, err := e.opt.available(peer); err != nil {
+		res.Skipped = err.Error()
+		if !e.skipped[peer] {
+			fmt.Fprintln(e.out, "  "+err.Error())
+			e.skipped[peer] = true
+		}
+		return res, nil
+	}
+	fmt.Fprintf(e.out, "  %-9s %-8s via %-15s %6.0f req/s for %s\n", scenario, load, peer, rate, dur)
+	addr, stopOrigin, err := e.opt.Origin(ctx, e.ocfg, e.dir)
+	if err != nil {
+		return res, fmt.Errorf("start origin: %w", err)
+	}
+	defer stopOrigin()
+	f, err := e.opt.startPeer(ctx, peer, addr, e.dir)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		res.Error = err.Error()
+		fmt.Fprintf(e.out, "  %s: failed to start: %v\n", peer, err)
+		return res, nil
+	}
+	defer f.stop()
+	rep, err := loadgen.Run(ctx, loadgen.Config{
+		Target:   f.url,
+		Rate:     loadgen.Schedule{{From: rate, To: rate, Dur: dur}},
+		Poisson:  true,
+		Mix:      mix,
+		SLO:      500 * time.Millisecond,
+		Timeout:  e.dur.timeout,
+		MaxConns: 4000, // rate × timeout with room; stays under a 20k fd limit with the proxies' own
+		Seed:     e.opt.Seed,
+	}, nil)
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	if err != nil {
+		res.Error = err.Error()
+		return res, nil
+	}
+	res.Report = rep
+	return res, nil
+}

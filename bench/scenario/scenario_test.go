@@ -1,0 +1,230 @@
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sluiceproxy/sluice/bench/loadgen"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
+}
+
+func TestHAProxyConfig(t *testing.T) {
+	tuned := HAProxyConfig("127.0.0.1:8001", "127.0.0.1:9001", true)
+	for _, want := range []string{
+		"bind 127.0.0.1:8001",
+		"server origin 127.0.0.1:9001 maxconn 4\n",
+		"timeout queue 500ms",
+		"set-priority-class int(-10) if { req.hdr(X-Priority) -m str critical }",
+	} {
+		if !strings.Contains(tuned, want) {
+			t.Errorf("tuned config lacks %q:\n%s", want, tuned)
+		}
+	}
+	untuned := HAProxyConfig("127.0.0.1:8001", "127.0.0.1:9001", false)
+	if !strings.Contains(untuned, "maxconn 100\n") || !strings.Contains(untuned, "timeout queue 5s") || strings.Contains(untuned, "priority") {
+		t.Errorf("untuned config:\n%s", untuned)
+	}
+	// When HAProxy is installed, have it check both configs.
+	bin, ok := lookBinary("haproxy")
+	if !ok {
+		t.Log("haproxy not installed; config syntax not checked")
+		return
+	}
+	dir := t.TempDir()
+	for name, cfg := range map[string]string{"tuned": tuned, "untuned": untuned} {
+		path := filepath.Join(dir, name+".cfg")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c rejects the %s config: %v\n%s", name, err, out)
+		}
+	}
+}
+
+func TestNginxConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := NginxConfig("127.0.0.1:8002", "127.0.0.1:9002", dir)
+	for _, want := range []string{"daemon off;", "listen 127.0.0.1:8002;", "server 127.0.0.1:9002;", "keepalive 64;", `proxy_set_header Connection "";`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	bin, ok := lookBinary("nginx")
+	if !ok {
+		t.Log("nginx not installed; config syntax not checked")
+		return
+	}
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", path, "-e", filepath.Join(dir, "error.log")).CombinedOutput(); err != nil {
+		t.Errorf("nginx -t rejects the config: %v\n%s", err, out)
+	}
+}
+
+// report builds a synthetic report: ok successes, shed refusals with a
+// reason, bare503 refusals without one, timeouts client errors.
+func report(ok, shed, bare503, timeouts int64, goodput float64, p99 time.Duration) *loadgen.Report {
+	sent := ok + shed + bare503 + timeouts
+	r := &loadgen.Report{
+		Sent: sent, Completed: ok + shed + bare503, Goodput: goodput,
+		SuccessRatio:   float64(ok) / float64(sent),
+		Status:         map[int]int64{200: ok},
+		Errors:         map[string]int64{},
+		Shed:           map[string]int64{},
+		SuccessLatency: loadgen.Percentiles{P50: p99 / 2, P99: p99},
+	}
+	if shed+bare503 > 0 {
+		r.Status[503] = shed + bare503
+	}
+	if shed > 0 {
+		r.Shed["queue-timeout"] = shed
+	}
+	if timeouts > 0 {
+		r.Errors["timeout"] = timeouts
+	}
+	return r
+}
+
+func TestOverloadTableAndFloors(t *testing.T) {
+	results := []Result{
+		{Peer: PeerSluice, Load: "unloaded", Rate: 60, CapacityRPS: 200, Report: report(600, 0, 0, 0, 60, 25*time.Millisecond)},
+		{Peer: PeerDirect, Load: "3x", Rate: 600, CapacityRPS: 200, Report: report(100, 0, 0, 7000, 5, 1900*time.Millisecond)},
+		{Peer: PeerSluice, Load: "3x", Rate: 600, CapacityRPS: 200, Report: report(2400, 4800, 0, 0, 190, 60*time.Millisecond)},
+		{Peer: PeerHAProxyTuned, Load: "3x", Rate: 600, CapacityRPS: 200, Report: report(2400, 0, 4800, 0, 40, 520*time.Millisecond)},
+		{Peer: PeerNginx, Load: "3x", Rate: 600, CapacityRPS: 200, Skipped: "nginx: skipped (nginx not found)"},
+		{Peer: PeerSluice, Load: "6x", Rate: 1200, CapacityRPS: 200, Report: report(2400, 12000, 0, 0, 170, 90*time.Millisecond)},
+	}
+	var buf bytes.Buffer
+	writeOverloadTable(&buf, results)
+	out := buf.String()
+	for _, want := range []string{
+		"load", "%cap",
+		"4800 (queue-timeout 4800)", // Sluice's refusals by reason
+		"4800 (503 4800)",           // HAProxy's, by status
+		"7000 (timeout 7000)",
+		"95%", // 190 of 200
+		"1900ms",
+		"note: nginx: skipped (nginx not found)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	floors := overloadFloors(results)
+	got := map[string]string{}
+	for _, f := range floors {
+		got[f.Name] = f.Status
+	}
+	want := map[string]string{
+		"overload 3x: goodput >= 90% of capacity":         "PASS", // 95%
+		"overload 3x: p99 of admitted <= 3x unloaded p99": "PASS", // 60 <= 75
+		"overload 6x: goodput >= 90% of capacity":         "FAIL", // 85%
+		"overload 6x: p99 of admitted <= 3x unloaded p99": "FAIL", // 90 > 75
+	}
+	for name, st := range want {
+		if got[name] != st {
+			t.Errorf("%s: %s, want %s (all: %v)", name, got[name], st, got)
+		}
+	}
+}
+
+func TestClassFloors(t *testing.T) {
+	classes := func(names []string, okRatio []float64) *loadgen.Report {
+		r := &loadgen.Report{Sent: 1}
+		for i, n := range names {
+			r.Classes = append(r.Classes, loadgen.ClassReport{Name: n, Sent: 1000, SuccessRatio: okRatio[i],
+				Status: map[int]int64{200: int64(1000 * okRatio[i])}})
+		}
+		return r
+	}
+	prio := []Result{{Peer: PeerSluice, Report: classes([]string{"critical", "low"}, []float64{0.998, 0.2})}}
+	if f := priorityFloors(prio); len(f) != 1 || f[0].Status != "FAIL" {
+		t.Errorf("critical at 99.8%%: %+v", f)
+	}
+	fair := []Result{{Peer: PeerSluice, Report: classes(fairnessTenants, []float64{0.1, 1, 0.995, 1, 1})}}
+	if f := fairnessFloors(fair); len(f) != 1 || f[0].Status != "PASS" || !strings.Contains(f[0].Detail, "t3") {
+		t.Errorf("worst tenant 99.5%%: %+v", f)
+	}
+	skipped := []Result{{Peer: PeerSluice, Skipped: "sluice: skipped"}}
+	if f := fairnessFloors(skipped); len(f) != 1 || f[0].Status != "SKIP" {
+		t.Errorf("skipped sluice: %+v", f)
+	}
+	var buf bytes.Buffer
+	writeClassTable(&buf, "tenant", fair, fairnessTenants)
+	if !strings.Contains(buf.String(), "99.5%") {
+		t.Errorf("class table:\n%s", buf.String())
+	}
+}
+
+func TestSideBySide(t *testing.T) {
+	var buf bytes.Buffer
+	writeSideBySide(&buf, 200, []Result{
+		{Peer: PeerDirect, Report: report(100, 0, 0, 5000, 6, 1900*time.Millisecond)},
+		{Peer: PeerSluice, Report: report(4000, 2000, 0, 0, 198, 40*time.Millisecond)},
+	})
+	out := buf.String()
+	for _, want := range []string{"direct", "sluice", "198.0/s (99% of capacity)", "2000 (queue-timeout 2000)", "5000 (timeout 5000)", "40.0ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("side-by-side lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUnknownScenario(t *testing.T) {
+	if _, err := Run(context.Background(), "nope", Options{}); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestQuickDemo runs the real thing: an in-process origin, the built Sluice
+// binary, two short load runs. It needs `make build` first.
+func TestQuickDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes and runs load for ~10s")
+	}
+	sluice, err := filepath.Abs(filepath.Join("..", "..", "bin", "sluice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sluice); err != nil {
+		t.Skip("bin/sluice not built; run `make build`")
+	}
+	out := t.TempDir()
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	runs, err := Demo(ctx, DemoOptions{Options: Options{Binaries: Binaries{Sluice: sluice}, Quick: true, Out: &log}, OutDir: out})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, log.String())
+	}
+	if len(runs) != 2 || runs[0].Peer != PeerDirect || runs[1].Peer != PeerSluice {
+		t.Fatalf("runs %+v", runs)
+	}
+	for _, r := range runs {
+		if r.Report == nil || r.Report.Sent == 0 {
+			t.Fatalf("%s: no load sent", r.Peer)
+		}
+	}
+	for _, f := range []string{"direct.svg", "sluice.svg", "direct.json", "sluice.json"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if !strings.Contains(log.String(), "goodput (2xx within 500ms)") {
+		t.Errorf("no table in the output:\n%s", log.String())
+	}
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/sluiceproxy/sluice/bench/scenario"
+)
+
+// benchFlags are the flags demo and scenario share.
+type benchFlags struct {
+	opt        scenario.Options
+	inProcess  bool
+	sluiceArgs string
+}
+
+func addBenchFlags(fs *flag.FlagSet, b *benchFlags, peers bool) {
+	fs.StringVar(&b.opt.Sluice, "sluice", filepath.Join("bin", "sluice"), "`path` of the sluice binary")
+	if peers {
+		fs.StringVar(&b.opt.HAProxy, "haproxy", "haproxy", "haproxy `binary` (name in PATH or path); absent = peer skipped")
+		fs.StringVar(&b.opt.Nginx, "nginx", "nginx", "nginx `binary` (name in PATH or path); absent = peer skipped")
+	}
+	fs.StringVar(&b.sluiceArgs, "sluice-args", "--access-log=false", "extra `flags` for sluice, space-separated")
+	fs.StringVar(&b.opt.CPU, "cpu", "", "run each proxy under taskset -c `CPUS` (default: no pinning)")
+	fs.BoolVar(&b.opt.Quick, "quick", false, "short runs, for a smoke test")
+	fs.BoolVar(&b.inProcess, "in-process-origin", false, "run the origin inside this process instead of as a child")
+	fs.Uint64Var(&b.opt.Seed, "seed", 1, "seed of the arrival process")
+}
+
+// finish resolves what the flags leave open: the origin runs as a child
+// `sluice-bench origin` so its goroutines and GC do not share a runtime
+// with the load generator.
+func (b *benchFlags) finish() error {
+	b.opt.SluiceArgs = strings.Fields(b.sluiceArgs)
+	if b.opt.SluiceArgs == nil {
+		b.opt.SluiceArgs = []string{}
+	}
+	if !b.inProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("locating sluice-bench for the origin: %w", err)
+		}
+		b.opt.Origin = scenario.ChildOrigin(exe)
+	}
+	return nil
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) (ok bool, code int) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, 0
+		}
+		return false, 2
+	}
+	return true, 0
+}
+
+func scenarioCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice-bench scenario", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var b benchFlags
+	addBenchFlags(fs, &b, true)
+	jsonPath := fs.String("json", "", "also write every report and floor to this JSON `file`")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: sluice-bench scenario [flags] overload|priority|fairness|all
+
+Puts Sluice (default flags), HAProxy (tuned and untuned), nginx and no proxy
+in front of the same simulated origin (4 workers × 20ms = 200 req/s) under the
+same open-loop load, and prints them side by side with Sluice's floors:
+  overload  0.3x, 3x and 6x capacity: goodput within a 500ms SLO, p50/p99
+  priority  critical (X-Priority) at 0.5x on top of low at 2.5x
+  fairness  tenant t1 (X-Tenant) at 10x its share, t2..t5 within theirs
+  all       the three in sequence (about 5 minutes; --quick about 90s)
+Exits 1 when a floor fails. A missing haproxy/nginx/sluice is skipped.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	// Accept the scenario name before or after the flags.
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	if name == "" && fs.NArg() > 0 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sluice-bench scenario: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if name == "" {
+		fs.Usage()
+		return 2
+	}
+	if err := b.finish(); err != nil {
+		fmt.Fprintln(stderr, "sluice-bench scenario:", err)
+		return 1
+	}
+	b.opt.Out = stdout
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	sum, err := scenario.Run(ctx, name, b.opt)
+	if sum != nil && *jsonPath != "" {
+		if werr := writeJSONFile(*jsonPath, sum.WriteJSON); werr != nil {
+			fmt.Fprintln(stderr, "sluice-bench scenario:", werr)
+			return 1
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice-bench scenario:", err)
+		return 1
+	}
+	if sum.Failed() {
+		return 1
+	}
+	return 0
+}
+
+func writeJSONFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	werr := write(f)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
+}
+
+func demoCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice-bench demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var b benchFlags
+	addBenchFlags(fs, &b, false)
+	out := fs.String("out", "demo-out", "`directory` for direct.svg, sluice.svg and the JSON reports")
+	load := fs.Float64("load", 3, "offered load as a multiple of the origin's capacity")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: sluice-bench demo [flags]
+
+Starts a simulated origin (4 workers × 20ms = 200 req/s), sends it 3x its
+capacity (Poisson, 20s) directly and then through Sluice with default flags,
+and prints the two side by side. About a minute (--quick: about 15s).
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	if ok, code := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sluice-bench demo: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if err := b.finish(); err != nil {
+		fmt.Fprintln(stderr, "sluice-bench demo:", err)
+		return 1
+	}
+	b.opt.Out = stdout
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if _, err := scenario.Demo(ctx, scenario.DemoOptions{Options: b.opt, OutDir: *out, Load: *load}); err != nil {
+		fmt.Fprintln(stderr, "sluice-bench demo:", err)
+		return 1
+	}
+	return 0
+}
