@@ -1,0 +1,685 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"sync"
+	"time"
+)
+
+// Scheduler admits requests for one service: it joins the queue of waiting
+// requests (classes, tenants, discipline) to the capacity of the service's
+// backends (one limiter each). See doc.go for the design.
+type Scheduler struct {
+	// immutable after New
+	cfg        Config
+	weights    map[uint64]int
+	timeouts   [NumClasses]time.Duration
+	minShare   [NumClasses]float64
+	anyShare   bool
+	maxTimeout time.Duration
+	clock      func() time.Time
+
+	mu sync.Mutex
+	// protected by mu
+	backends []backend
+	nUp      int
+	queued   int
+	seq      uint64
+	classes  [NumClasses]classQueue
+	tenants  map[uint64]*tenant
+	free     []*tenant
+	heavy    *tenant // a tenant with a large queued/weight; refreshed lazily
+	expiry   expiryHeap
+	released [NumClasses]float64 // exponentially decayed releases per class
+	stats    Stats
+	// onFinish, when set, is told of every waiter leaving the queue (the
+	// pure-core tests and the simulation use it instead of goroutines).
+	onFinish func(w *waiter)
+}
+
+type backend struct {
+	inflight int
+	up       bool
+	lim      limiter
+	latency  time.Duration // EWMA of successful samples; 0 = none yet
+}
+
+// Stats is a snapshot of a scheduler's state and counters, for metrics
+// and logs.
+type Stats struct {
+	Queued   [NumClasses]int
+	Backends []BackendStats
+
+	// Counters since New.
+	AdmittedFast   uint64 // TryAdmit, or Admit without waiting
+	AdmittedQueued uint64 // released from the queue
+	QueueFull      uint64
+	QueueTimeout   uint64
+	Deadline       uint64
+	TenantShare    uint64
+	NoBackend      uint64
+	Canceled       uint64
+}
+
+// BackendStats is one backend's part of Stats.
+type BackendStats struct {
+	Up       bool
+	Inflight int
+	Limit    int
+	Latency  time.Duration // recent (EWMA) latency to the response headers
+}
+
+// New returns a scheduler for a service with the given number of backends
+// (1 to 64), all up.
+func New(cfg Config, backends int) (*Scheduler, error) {
+	return newAt(cfg, backends, time.Now())
+}
+
+func newAt(cfg Config, backends int, now time.Time) (*Scheduler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if backends < 1 || backends > 64 {
+		return nil, fmt.Errorf("scheduler: backends must be in [1, 64], got %d", backends)
+	}
+	cfg = cfg.WithDefaults()
+	s := &Scheduler{
+		cfg:      cfg,
+		weights:  make(map[uint64]int, len(cfg.TenantWeights)),
+		clock:    time.Now,
+		backends: make([]backend, backends),
+		nUp:      backends,
+		tenants:  make(map[uint64]*tenant),
+	}
+	for name, w := range cfg.TenantWeights {
+		s.weights[TenantKey([]byte(name))] = w
+	}
+	for c := range s.timeouts {
+		s.timeouts[c] = cfg.QueueTimeout
+		if d, ok := cfg.ClassTimeout[Class(c)]; ok {
+			s.timeouts[c] = d
+		}
+		s.maxTimeout = max(s.maxTimeout, s.timeouts[c])
+		s.minShare[c] = cfg.ClassMinShare[Class(c)]
+		s.anyShare = s.anyShare || s.minShare[c] > 0
+	}
+	for i := range s.backends {
+		s.backends[i] = backend{up: true, lim: newLimiter(cfg, now)}
+	}
+	return s, nil
+}
+
+// Config returns the scheduler's configuration with defaults filled in.
+func (s *Scheduler) Config() Config { return s.cfg }
+
+// TryAdmit admits r at once if no one is waiting and a backend has room.
+// It never queues and never allocates. When it fails, the caller goes on to
+// Admit, which queues or refuses with a reason.
+func (s *Scheduler) TryAdmit(r *Request, now time.Time) (Ticket, bool) {
+	s.mu.Lock()
+	if s.queued > 0 {
+		s.mu.Unlock()
+		return Ticket{}, false
+	}
+	b := s.pickBackendLocked(r.Exclude)
+	if b < 0 {
+		s.mu.Unlock()
+		return Ticket{}, false
+	}
+	s.backends[b].inflight++
+	s.stats.AdmittedFast++
+	s.mu.Unlock()
+	return Ticket{Backend: b, Start: now}, true
+}
+
+// Admit blocks until r is admitted or refused: it returns a ticket, or one
+// of the Err* sentinels. ctx.Done() removes a waiting request (ErrCanceled);
+// a ticket granted in the same instant is given back, so a canceled Admit
+// never leaves a slot taken.
+func (s *Scheduler) Admit(ctx context.Context, r *Request) (Ticket, error) {
+	if ctx.Err() != nil {
+		return Ticket{}, ErrCanceled
+	}
+	w := getWaiter()
+	now := s.clock()
+	s.mu.Lock()
+	t, err := s.arriveLocked(r, now, w)
+	if err != nil || w.state == granted {
+		s.mu.Unlock()
+		putWaiter(w)
+		return t, err
+	}
+	wait := w.expires.Sub(now)
+	s.mu.Unlock()
+
+	w.timer.Reset(wait)
+	select {
+	case <-w.ch:
+		w.signaled = false // consumed; read below under no lock: w is ours again
+	case <-ctx.Done():
+		s.mu.Lock()
+		switch w.state {
+		case waiting:
+			s.refuseLocked(w, ErrCanceled, false)
+		case granted:
+			// Too late to leave the queue: give the slot back unused.
+			s.doneLocked(w.ticket, Ignore, 0, s.clock())
+			w.state, w.err = refused, ErrCanceled
+			s.stats.Canceled++
+		}
+		sig := w.signaled
+		s.mu.Unlock()
+		if sig {
+			<-w.ch
+		}
+	case <-w.timer.C:
+		s.mu.Lock()
+		s.expireLocked(s.clock())
+		if w.state == waiting {
+			// The timer fired a hair before the clock reached w.expires.
+			s.refuseLocked(w, w.expireErr, false)
+		}
+		sig := w.signaled
+		s.mu.Unlock()
+		if sig {
+			<-w.ch
+		}
+	}
+	w.timer.Stop()
+	t, err = w.ticket, w.err
+	if w.state != granted {
+		t = Ticket{}
+	}
+	putWaiter(w)
+	return t, err
+}
+
+// Done returns a ticket's slot. latency is the backend's response time (to
+// the response headers), not the time spent streaming the body to a client.
+// The freed slot goes to the next queued request at once.
+func (s *Scheduler) Done(t Ticket, o Outcome, latency time.Duration, now time.Time) {
+	s.mu.Lock()
+	s.doneLocked(t, o, latency, now)
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) doneLocked(t Ticket, o Outcome, latency time.Duration, now time.Time) {
+	b := &s.backends[t.Backend]
+	in := b.inflight
+	b.inflight--
+	if o != Ignore {
+		b.lim.sample(now, latency, in, o == Failure)
+		if o == Success {
+			if b.latency == 0 {
+				b.latency = latency
+			} else {
+				b.latency += (latency - b.latency) / 8
+			}
+		}
+	}
+	if s.queued > 0 {
+		s.releaseLocked(now)
+	}
+}
+
+// Expire refuses every queued request whose timeout or deadline has passed
+// at now. Admit's own timers do this for blocking callers; Expire is for
+// callers that drive the scheduler with their own clock.
+func (s *Scheduler) Expire(now time.Time) {
+	s.mu.Lock()
+	s.expireLocked(now)
+	s.mu.Unlock()
+}
+
+// RetryAfter is how long a refused client should wait before trying again:
+// the time the current queue takes to drain at the backends' recent rate,
+// bounded by the longest queue timeout (by then everything queued now has
+// been served or refused).
+func (s *Scheduler) RetryAfter(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rate := s.drainRateLocked()
+	if rate <= 0 {
+		return s.maxTimeout
+	}
+	d := time.Duration(float64(s.queued+1) / rate * float64(time.Second))
+	return min(max(d, time.Millisecond), s.maxTimeout)
+}
+
+// SetBackendUp marks a backend as usable or not (health checks, ejection).
+// When the last backend goes down, every queued request is refused with
+// ErrNoBackend rather than left to time out.
+func (s *Scheduler) SetBackendUp(i int, up bool) {
+	s.setBackendUp(i, up, s.clock())
+}
+
+func (s *Scheduler) setBackendUp(i int, up bool, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &s.backends[i]
+	if b.up == up {
+		return
+	}
+	b.up = up
+	if up {
+		s.nUp++
+		s.releaseLocked(now)
+		return
+	}
+	s.nUp--
+	if s.nUp == 0 {
+		for len(s.expiry) > 0 {
+			s.refuseLocked(s.expiry[0], ErrNoBackend, true)
+		}
+	}
+}
+
+// Stats returns a snapshot of the scheduler's state and counters.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	for c := range s.classes {
+		st.Queued[c] = s.classes[c].n
+	}
+	st.Backends = make([]BackendStats, len(s.backends))
+	for i, b := range s.backends {
+		st.Backends[i] = BackendStats{Up: b.up, Inflight: b.inflight, Limit: b.lim.limit(), Latency: b.latency}
+	}
+	return st
+}
+
+// arriveLocked admits r at once, queues w for it, or refuses it. On return
+// w.state is granted (ticket returned), waiting (queued) or the error is set.
+func (s *Scheduler) arriveLocked(r *Request, now time.Time, w *waiter) (Ticket, error) {
+	if len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
+		s.expireLocked(now)
+	}
+	if !s.eligibleLocked(r.Exclude) {
+		s.stats.NoBackend++
+		return Ticket{}, ErrNoBackend
+	}
+	if s.queued == 0 {
+		if b := s.pickBackendLocked(r.Exclude); b >= 0 {
+			s.backends[b].inflight++
+			s.stats.AdmittedFast++
+			w.state = granted
+			return Ticket{Backend: b, Start: now}, nil
+		}
+	}
+	c := r.Class
+	if int(c) >= NumClasses {
+		c = Normal
+	}
+	expires, expireErr := now.Add(s.timeouts[c]), ErrQueueTimeout
+	if !r.Deadline.IsZero() {
+		if !r.Deadline.After(now) || now.Add(s.estimateWaitLocked(r, c, now)).After(r.Deadline) {
+			s.stats.Deadline++
+			return Ticket{}, ErrDeadline
+		}
+		if r.Deadline.Before(expires) {
+			expires, expireErr = r.Deadline, ErrDeadline
+		}
+	}
+	t := s.tenantLocked(r.Tenant)
+	if err := s.makeRoomLocked(t, c); err != nil {
+		if t.queued == 0 {
+			s.dropTenantLocked(t)
+		}
+		return Ticket{}, err
+	}
+	s.seq++
+	*w = waiter{
+		req: *r, id: s.seq, arrived: now, expires: expires, expireErr: expireErr,
+		tenant: t, ch: w.ch, timer: w.timer,
+	}
+	w.req.Class = c
+	s.classes[c].push(c, t, w, now, s.cfg.CoDelInterval)
+	s.queued++
+	s.expiry.push(w)
+	if s.heavy == nil || t.queued*s.heavy.weight > s.heavy.queued*t.weight {
+		s.heavy = t
+	}
+	return Ticket{}, nil
+}
+
+// pressureFraction is the queue fill above which tenants over their
+// weighted share of the queue are refused (429) while others still get in.
+const pressureFraction = 0.5
+
+// makeRoomLocked decides whether a new request of tenant t in class c may
+// join the queue, evicting someone else's queued request if the queue is
+// full and the newcomer has the better claim.
+func (s *Scheduler) makeRoomLocked(t *tenant, c Class) error {
+	limit := s.cfg.QueueMax
+	if s.queued >= int(float64(limit)*pressureFraction) && s.overShareLocked(t, 1) {
+		s.stats.TenantShare++
+		return ErrTenantShare
+	}
+	if s.queued < limit {
+		return nil
+	}
+	// Full. A more important class displaces the least important waiting
+	// work; otherwise a tenant within its share displaces the heaviest
+	// tenant's oldest request, which is the least likely to be served in
+	// time anyway.
+	for low := NumClasses - 1; low > int(c); low-- {
+		if cq := &s.classes[low]; cq.n > 0 {
+			v := s.heaviestInClassLocked(Class(low))
+			s.refuseLocked(v.q[low].head, ErrQueueFull, true)
+			return nil
+		}
+	}
+	h := s.heaviestLocked()
+	if h != nil && h != t && h.queued*t.weight > (t.queued+1)*h.weight {
+		for cl := NumClasses - 1; cl >= int(c); cl-- {
+			if v := h.q[cl].head; v != nil {
+				s.refuseLocked(v, ErrTenantShare, true)
+				return nil
+			}
+		}
+	}
+	s.stats.QueueFull++
+	return ErrQueueFull
+}
+
+// overShareLocked reports whether t, with extra more requests, would hold
+// more than its weighted share of QueueMax among the tenants now queued.
+func (s *Scheduler) overShareLocked(t *tenant, extra int) bool {
+	if t.queued == s.queued {
+		return false // alone in the queue: its share is all of it
+	}
+	sum := 0
+	for c := range s.classes {
+		sum += s.classes[c].sumWeight
+	}
+	// sumWeight counts a tenant once per class it waits in; that only
+	// makes shares smaller for tenants spread over classes, which is fine
+	// for a pressure valve.
+	if t.queued == 0 {
+		sum += t.weight
+	}
+	return (t.queued+extra)*sum > s.cfg.QueueMax*t.weight
+}
+
+// heaviestLocked returns the tenant with the most queued requests per unit
+// of weight. The candidate is kept up to date on arrival and rescanned
+// only when it has drained, so the scan is amortized.
+func (s *Scheduler) heaviestLocked() *tenant {
+	h := s.heavy
+	if h != nil && h.queued > 0 && h.queued*4 >= s.queued/max(1, len(s.tenants)) {
+		return h
+	}
+	h = nil
+	for _, t := range s.tenants {
+		if t.queued > 0 && (h == nil || t.queued*h.weight > h.queued*t.weight) {
+			h = t
+		}
+	}
+	s.heavy = h
+	return h
+}
+
+func (s *Scheduler) heaviestInClassLocked(c Class) *tenant {
+	var h *tenant
+	for _, r := range s.classes[c].rings {
+		if r.cur == nil {
+			continue
+		}
+		t := r.cur
+		for {
+			if h == nil || t.q[c].n*h.weight > h.q[c].n*t.weight {
+				h = t
+			}
+			if t = t.ringNext[c]; t == r.cur {
+				break
+			}
+		}
+	}
+	return h
+}
+
+func (s *Scheduler) tenantLocked(key uint64) *tenant {
+	if t, ok := s.tenants[key]; ok {
+		return t
+	}
+	var t *tenant
+	if n := len(s.free); n > 0 {
+		t = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		t = new(tenant)
+	}
+	t.key, t.weight = key, 1
+	if w, ok := s.weights[key]; ok {
+		t.weight = w
+	}
+	s.tenants[key] = t
+	return t
+}
+
+// dropTenantLocked forgets a tenant with nothing queued, so that tenant
+// identities that come and go (client addresses) do not accumulate.
+func (s *Scheduler) dropTenantLocked(t *tenant) {
+	delete(s.tenants, t.key)
+	if s.heavy == t {
+		s.heavy = nil
+	}
+	*t = tenant{}
+	s.free = append(s.free, t)
+}
+
+// removeLocked takes a waiting w off every queue structure.
+func (s *Scheduler) removeLocked(w *waiter) {
+	c := w.req.Class
+	s.classes[c].remove(c, w)
+	s.queued--
+	s.expiry.remove(w)
+	if w.tenant.queued == 0 {
+		s.dropTenantLocked(w.tenant)
+	}
+	w.tenant = nil
+}
+
+func (s *Scheduler) refuseLocked(w *waiter, err error, signal bool) {
+	s.removeLocked(w)
+	w.state, w.err = refused, err
+	switch err {
+	case ErrQueueFull:
+		s.stats.QueueFull++
+	case ErrQueueTimeout:
+		s.stats.QueueTimeout++
+	case ErrDeadline:
+		s.stats.Deadline++
+	case ErrTenantShare:
+		s.stats.TenantShare++
+	case ErrNoBackend:
+		s.stats.NoBackend++
+	case ErrCanceled:
+		s.stats.Canceled++
+	}
+	s.finishLocked(w, signal)
+}
+
+func (s *Scheduler) finishLocked(w *waiter, signal bool) {
+	if signal && w.ch != nil {
+		w.signaled = true
+		w.ch <- struct{}{}
+	}
+	if s.onFinish != nil {
+		s.onFinish(w)
+	}
+}
+
+func (s *Scheduler) expireLocked(now time.Time) {
+	for len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
+		w := s.expiry[0]
+		s.refuseLocked(w, w.expireErr, true)
+	}
+}
+
+// releaseLocked hands free backend slots to queued requests, most
+// important class first, until the queue is empty or no backend has room.
+func (s *Scheduler) releaseLocked(now time.Time) {
+	for s.queued > 0 {
+		if len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
+			s.expireLocked(now)
+			continue
+		}
+		if s.pickBackendLocked(0) < 0 {
+			return
+		}
+		w := s.nextLocked(now)
+		if w == nil {
+			continue // the discipline shed what it looked at
+		}
+		b := s.pickBackendLocked(w.req.Exclude)
+		if b < 0 {
+			if !s.eligibleLocked(w.req.Exclude) {
+				s.refuseLocked(w, ErrNoBackend, true)
+				continue
+			}
+			// Only backends w must avoid have room. Waiting for its own is
+			// head-of-line blocking, bounded by their next Done; retries
+			// with exclusions are rare.
+			return
+		}
+		c := w.req.Class
+		w.tenant.deficit[c]--
+		s.removeLocked(w)
+		s.noteReleaseLocked(c)
+		s.backends[b].inflight++
+		s.stats.AdmittedQueued++
+		w.state = granted
+		w.ticket = Ticket{Backend: b, Start: now}
+		s.finishLocked(w, true)
+	}
+}
+
+// noteReleaseLocked keeps the decayed release counts the minimum class
+// shares are measured against (a window of about 100 releases).
+func (s *Scheduler) noteReleaseLocked(c Class) {
+	if !s.anyShare {
+		return
+	}
+	for i := range s.released {
+		s.released[i] *= 0.99
+	}
+	s.released[c]++
+}
+
+// pickClassLocked is the most important class with waiting requests,
+// unless a less important one is below its minimum share.
+func (s *Scheduler) pickClassLocked() Class {
+	first := Class(NumClasses)
+	for c := range s.classes {
+		if s.classes[c].n > 0 {
+			first = Class(c)
+			break
+		}
+	}
+	if s.anyShare {
+		total := 0.0
+		for _, r := range s.released {
+			total += r
+		}
+		for c := int(first) + 1; c < NumClasses; c++ {
+			if s.minShare[c] > 0 && s.classes[c].n > 0 && s.released[c] < s.minShare[c]*total {
+				return Class(c)
+			}
+		}
+	}
+	return first
+}
+
+// pickBackendLocked chooses the backend with the most room relative to
+// its limit, then the lowest recent latency; -1 if none has room.
+func (s *Scheduler) pickBackendLocked(exclude uint64) int {
+	best, bestIn, bestLim := -1, 0, 1
+	for i := range s.backends {
+		b := &s.backends[i]
+		if !b.up || exclude&(1<<uint(i)) != 0 {
+			continue
+		}
+		lim := b.lim.limit()
+		if b.inflight >= lim {
+			continue
+		}
+		// Compare inflight/limit without dividing.
+		if best < 0 {
+			best, bestIn, bestLim = i, b.inflight, lim
+			continue
+		}
+		l, r := b.inflight*bestLim, bestIn*lim
+		if l < r || (l == r && b.latency < s.backends[best].latency) {
+			best, bestIn, bestLim = i, b.inflight, lim
+		}
+	}
+	return best
+}
+
+// eligibleLocked reports whether some backend is up and not excluded.
+func (s *Scheduler) eligibleLocked(exclude uint64) bool {
+	if s.nUp == 0 {
+		return false
+	}
+	if exclude == 0 {
+		return true
+	}
+	if bits.OnesCount64(exclude) < s.nUp {
+		return true
+	}
+	for i := range s.backends {
+		if s.backends[i].up && exclude&(1<<uint(i)) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// drainRateLocked estimates how many requests per second the backends
+// complete at their current limits: Σ limit / latency.
+func (s *Scheduler) drainRateLocked() float64 {
+	rate := 0.0
+	for i := range s.backends {
+		b := &s.backends[i]
+		if b.up && b.latency > 0 {
+			rate += float64(b.lim.limit()) / b.latency.Seconds()
+		}
+	}
+	return rate
+}
+
+// estimateWaitLocked estimates how long a new request of class c would
+// wait: the requests that would be released before it, over the drain
+// rate. Before any latency is known it estimates zero (admit, learn).
+func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.Duration {
+	rate := s.drainRateLocked()
+	if rate <= 0 {
+		return 0
+	}
+	ahead := 0
+	for i := 0; i < int(c); i++ {
+		ahead += s.classes[i].n
+	}
+	cq := &s.classes[c]
+	if cq.n > 0 {
+		own, w := 0, 1
+		if t, ok := s.tenants[r.Tenant]; ok {
+			own, w = t.q[c].n, t.weight
+		}
+		if s.cfg.Discipline == DisciplineAdaptiveLIFO && cq.standing(now, s.cfg.CoDelInterval) {
+			own = 0 // newest first: it goes before its own tenant's backlog
+		}
+		sum := cq.sumWeight
+		if own == 0 {
+			sum += w
+		}
+		// Round robin: each of its own requests ahead costs a round of
+		// sum/w releases; it never waits for more than the class holds.
+		ahead += min(cq.n, (own+1)*sum/w-1)
+	}
+	return time.Duration(float64(ahead) / rate * float64(time.Second))
+}

@@ -1,0 +1,356 @@
+package scheduler
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// This file is a deterministic discrete-event simulation of the origin the
+// defaults are judged against: 4 workers × 20 ms of work, processor
+// sharing (with c requests in service each progresses at min(1, 4/c) of full
+// speed, so latency is 20ms·max(1, c/4)), capacity ≈ 200 req/s, offered
+// Poisson load from a seeded generator. Clients are patient: a request
+// counts towards goodput when it succeeds within goodputWithin of arriving.
+
+const (
+	simWorkers    = 4
+	simService    = 20 * time.Millisecond
+	simCapacity   = float64(simWorkers) / 0.020 // req/s
+	goodputWithin = 500 * time.Millisecond
+)
+
+type simStream struct {
+	class  Class
+	tenant uint64
+	rate   float64 // req/s
+}
+
+type simSpec struct {
+	cfg      Config
+	streams  []simStream
+	warm     time.Duration // arrivals before this are not measured
+	measure  time.Duration // arrivals in [warm, warm+measure) are measured
+	deadline time.Duration // per-request deadline; 0 = none
+	seed     uint64
+}
+
+type simReq struct {
+	stream  int
+	arrived time.Duration
+	done    time.Duration // when the response (or refusal) came back
+	ok      bool
+	err     error
+}
+
+type simJob struct {
+	req    int
+	ticket Ticket
+	rem    float64 // ns of work left at full speed
+}
+
+type simStreamResult struct {
+	sent, good, served int
+	refused            map[error]int
+}
+
+type simResult struct {
+	streams []simStreamResult
+	sent    int
+	good    int // succeeded within goodputWithin
+	served  int
+	lat     []time.Duration // of every measured success
+	seconds float64
+	refused map[error]int
+	maxConc int
+}
+
+func (r *simResult) goodput() float64 { return float64(r.good) / r.seconds / simCapacity }
+
+func (r *simResult) p(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	slices.Sort(r.lat)
+	return r.lat[min(len(r.lat)-1, int(math.Ceil(q*float64(len(r.lat))))-1)]
+}
+
+func (r *simResult) streamSuccess(i int) float64 {
+	s := r.streams[i]
+	if s.sent == 0 {
+		return 1
+	}
+	return float64(s.good) / float64(s.sent)
+}
+
+var simEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func runSim(tb testing.TB, spec simSpec) *simResult {
+	tb.Helper()
+	at := func(d time.Duration) time.Time { return simEpoch.Add(d) }
+	s, err := newAt(spec.cfg, 1, at(0))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(spec.seed, 0x5eed))
+	var (
+		now     time.Duration
+		reqs    []simReq
+		jobs    []simJob
+		byID    = map[uint64]int{}
+		next    = make([]time.Duration, len(spec.streams))
+		end     = spec.warm + spec.measure
+		stop    = end + time.Second // keep the load on while the measured requests finish
+		res     = &simResult{streams: make([]simStreamResult, len(spec.streams)), refused: map[error]int{}}
+		waiters = map[*waiter]bool{}
+	)
+	s.clock = func() time.Time { return at(now) }
+	exp := func(rate float64) time.Duration {
+		return time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
+	}
+	for i, st := range spec.streams {
+		next[i] = exp(st.rate)
+	}
+	start := func(i int, t Ticket) {
+		jobs = append(jobs, simJob{req: i, ticket: t, rem: float64(simService)})
+		res.maxConc = max(res.maxConc, len(jobs))
+	}
+	s.onFinish = func(w *waiter) {
+		i := byID[w.id]
+		delete(waiters, w)
+		if w.state == granted {
+			start(i, w.ticket)
+			return
+		}
+		reqs[i].done, reqs[i].err = now, w.err
+	}
+	for {
+		// The next event: an arrival, a completion or a queue expiry.
+		tNext, kind := time.Duration(math.MaxInt64), 0
+		if now < stop {
+			for i := range next {
+				if next[i] < tNext {
+					tNext, kind = next[i], 1
+				}
+			}
+		}
+		speed := 1.0
+		if len(jobs) > simWorkers {
+			speed = float64(simWorkers) / float64(len(jobs))
+		}
+		jDone := -1
+		for j := range jobs {
+			t := now + time.Duration(math.Ceil(jobs[j].rem/speed))
+			if t < tNext {
+				tNext, kind, jDone = t, 2, j
+			}
+		}
+		if len(s.expiry) > 0 {
+			if t := s.expiry[0].expires.Sub(simEpoch); t < tNext {
+				tNext, kind = max(t, now), 3
+			}
+		}
+		if kind == 0 {
+			break
+		}
+		dt := float64(tNext - now)
+		for j := range jobs {
+			jobs[j].rem -= dt * speed
+		}
+		now = tNext
+		switch kind {
+		case 1:
+			si := 0
+			for i := range next {
+				if next[i] == now {
+					si = i
+					break
+				}
+			}
+			next[si] = now + exp(spec.streams[si].rate)
+			st := spec.streams[si]
+			i := len(reqs)
+			reqs = append(reqs, simReq{stream: si, arrived: now})
+			r := Request{Class: st.class, Tenant: st.tenant}
+			if spec.deadline > 0 {
+				r.Deadline = at(now + spec.deadline)
+			}
+			if t, ok := s.TryAdmit(&r, at(now)); ok {
+				start(i, t)
+				continue
+			}
+			w := &waiter{}
+			s.mu.Lock()
+			t, err := s.arriveLocked(&r, at(now), w)
+			s.mu.Unlock()
+			switch {
+			case err != nil:
+				reqs[i].done, reqs[i].err = now, err
+			case w.state == granted:
+				start(i, t)
+			default:
+				byID[w.id] = i
+				waiters[w] = true
+			}
+		case 2:
+			j := jobs[jDone]
+			jobs = slices.Delete(jobs, jDone, jDone+1)
+			reqs[j.req].done, reqs[j.req].ok = now, true
+			s.Done(j.ticket, Success, now-j.ticket.Start.Sub(simEpoch), at(now))
+		case 3:
+			s.Expire(at(now))
+		}
+	}
+	if len(waiters) != 0 || s.queued != 0 {
+		tb.Fatalf("simulation ended with %d waiters, %d queued", len(waiters), s.queued)
+	}
+	for _, r := range reqs {
+		if r.arrived < spec.warm || r.arrived >= end {
+			continue
+		}
+		st := &res.streams[r.stream]
+		st.sent++
+		res.sent++
+		if !r.ok {
+			res.refused[r.err]++
+			if st.refused == nil {
+				st.refused = map[error]int{}
+			}
+			st.refused[r.err]++
+			continue
+		}
+		lat := r.done - r.arrived
+		res.served++
+		st.served++
+		res.lat = append(res.lat, lat)
+		if lat <= goodputWithin {
+			res.good++
+			st.good++
+		}
+	}
+	res.seconds = spec.measure.Seconds()
+	return res
+}
+
+// Scenarios of the goals, at the defaults unless cfg says otherwise.
+func simOverload(cfg Config, factor float64) simSpec {
+	return simSpec{
+		cfg:     cfg,
+		streams: []simStream{{class: Normal, rate: factor * simCapacity}},
+		warm:    time.Second, measure: 10 * time.Second, seed: 1,
+	}
+}
+
+func simPriority(cfg Config) simSpec {
+	return simSpec{
+		cfg: cfg,
+		streams: []simStream{
+			{class: Critical, tenant: 1, rate: 0.5 * simCapacity},
+			{class: Low, tenant: 1, rate: 2.5 * simCapacity},
+		},
+		warm: time.Second, measure: 10 * time.Second, seed: 2,
+	}
+}
+
+// simTenants: five tenants with a fair share of capacity/5 each; tenant 1
+// sends 10× its share, the others their full share.
+func simTenants(cfg Config) simSpec {
+	share := simCapacity / 5
+	st := []simStream{{class: Normal, tenant: 1, rate: 10 * share}}
+	for t := uint64(2); t <= 5; t++ {
+		st = append(st, simStream{class: Normal, tenant: t, rate: share})
+	}
+	return simSpec{cfg: cfg, streams: st, warm: time.Second, measure: 10 * time.Second, seed: 3}
+}
+
+func simUnloaded(cfg Config) simSpec {
+	return simSpec{
+		cfg:     cfg,
+		streams: []simStream{{class: Normal, rate: 0.25 * simCapacity}},
+		warm:    time.Second, measure: 10 * time.Second, seed: 4,
+	}
+}
+
+// TestSimulationGoals asserts the goals on the simulated origin with the
+// default configuration.
+func TestSimulationGoals(t *testing.T) {
+	cfg := Config{}
+	base := runSim(t, simUnloaded(cfg)).p(0.99)
+	t.Logf("unloaded p99 %v", base)
+	for _, f := range []float64{3, 6} {
+		r := runSim(t, simOverload(cfg, f))
+		t.Logf("%gx: goodput %.3f p99 %v refused %v", f, r.goodput(), r.p(0.99), r.refused)
+		if g := r.goodput(); g < 0.90 {
+			t.Errorf("%gx: goodput %.3f of capacity, want >= 0.90", f, g)
+		}
+		if p := r.p(0.99); p > 3*base {
+			t.Errorf("%gx: p99 %v, want <= 3 × unloaded p99 %v", f, p, base)
+		}
+	}
+	r := runSim(t, simPriority(cfg))
+	t.Logf("priority: critical success %.4f low %.4f", r.streamSuccess(0), r.streamSuccess(1))
+	if c := r.streamSuccess(0); c < 0.999 {
+		t.Errorf("critical success %.4f, want >= 0.999", c)
+	}
+	r = runSim(t, simTenants(cfg))
+	for i := 1; i < len(r.streams); i++ {
+		t.Logf("tenant %d success %.4f", i+1, r.streamSuccess(i))
+		if sr := r.streamSuccess(i); sr < 0.99 {
+			t.Errorf("tenant %d: success %.4f, want >= 0.99 while tenant 1 floods", i+1, sr)
+		}
+	}
+}
+
+// simTable runs every discipline × limiter through the scenarios and
+// formats the comparison.
+func simTable(tb testing.TB) string {
+	type row struct {
+		name string
+		cfg  Config
+	}
+	var rows []row
+	for _, lim := range []string{"adaptive", "aimd", "vegas", "static:4", "static:8", "static:1000"} {
+		for _, d := range []Discipline{DisciplineFIFO, DisciplineCoDel, DisciplineAdaptiveLIFO} {
+			var l LimitSpec
+			if err := l.UnmarshalText([]byte(lim)); err != nil {
+				tb.Fatal(err)
+			}
+			rows = append(rows, row{d.String() + "/" + lim, Config{Discipline: d, Limit: l}})
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-26s %8s %8s %8s %8s %8s %8s %8s %9s %9s\n",
+		"discipline/limit", "unl.p99", ".9x ok", "3x good", "3x p99", "6x good", "6x p99", "maxconc", "critical", "min.ten")
+	for _, r := range rows {
+		unl := runSim(tb, simUnloaded(r.cfg)).p(0.99)
+		o09 := runSim(tb, simOverload(r.cfg, 0.9))
+		o3 := runSim(tb, simOverload(r.cfg, 3))
+		o6 := runSim(tb, simOverload(r.cfg, 6))
+		pr := runSim(tb, simPriority(r.cfg))
+		tn := runSim(tb, simTenants(r.cfg))
+		minTen := 1.0
+		for i := 1; i < len(tn.streams); i++ {
+			minTen = min(minTen, tn.streamSuccess(i))
+		}
+		fmt.Fprintf(&b, "%-26s %8v %8.4f %8.3f %8v %8.3f %8v %8d %9.4f %9.4f\n", r.name,
+			unl.Round(time.Millisecond/10), o09.streamSuccess(0), o3.goodput(), o3.p(0.99).Round(time.Millisecond/10),
+			o6.goodput(), o6.p(0.99).Round(time.Millisecond/10), o6.maxConc,
+			pr.streamSuccess(0), minTen)
+	}
+	return b.String()
+}
+
+// BenchmarkSimulationTable prints the comparison behind the defaults:
+//
+//	go test -run '^$' -bench SimulationTable -benchtime 1x ./scheduler/
+func BenchmarkSimulationTable(b *testing.B) {
+	var out string
+	for b.Loop() {
+		out = simTable(b)
+	}
+	fmt.Print(out)
+}
