@@ -79,6 +79,9 @@ type ClassReport struct {
 
 // Second is one point of the per-second time series. Sent counts requests by
 // the second they went out; the other fields by the second they finished.
+// P50..Max cover every response (refusals included, client errors not);
+// OKP50 and OKP99 only the 2xx ones. A percentile is 0 when the second had no
+// response of its kind.
 type Second struct {
 	T      int           `json:"t"` // seconds since the start
 	Sent   int64         `json:"sent"`
@@ -90,6 +93,8 @@ type Second struct {
 	P90    time.Duration `json:"p90_ns"`
 	P99    time.Duration `json:"p99_ns"`
 	Max    time.Duration `json:"max_ns"`
+	OKP50  time.Duration `json:"ok_p50_ns"` // 2xx responses only
+	OKP99  time.Duration `json:"ok_p99_ns"` // 2xx responses only
 }
 
 // Report is the outcome of a run. Every sent request ends as exactly one

@@ -70,10 +70,20 @@ func (a *agg) add(res *record, lat, slo int64) {
 	}
 }
 
+// secAgg accumulates one second of the series, or the progress interval.
+// The 2xx histogram is kept apart because under overload most responses are
+// refusals, fast or slow, whose latencies would hide what the requests that
+// were served actually took.
 type secAgg struct {
 	sent, ok, errs, shed, other int64
 	h                           *hdrhistogram.Histogram
-	max                         int64
+	max                         int64                   // exact, ns
+	okh                         *hdrhistogram.Histogram // 2xx only; nil for the progress interval
+	okMax                       int64                   // exact, ns
+}
+
+func newSecAgg() secAgg {
+	return secAgg{h: newHist(seriesSigFigs), okh: newHist(seriesSigFigs)}
 }
 
 // collector is the single goroutine that owns every aggregate, so the
@@ -119,7 +129,7 @@ func newCollector(r *runner, progress io.Writer) *collector {
 func (c *collector) sec(t int64) *secAgg {
 	i := int(t / int64(time.Second))
 	for len(c.secs) <= i {
-		c.secs = append(c.secs, secAgg{h: newHist(seriesSigFigs)})
+		c.secs = append(c.secs, newSecAgg())
 	}
 	return &c.secs[i]
 }
@@ -205,6 +215,10 @@ func (c *collector) add(res *record) {
 			continue
 		case res.status >= 200 && res.status < 300:
 			s.ok++
+			if s.okh != nil {
+				_ = s.okh.RecordValue(toMicros(lat))
+				s.okMax = max(s.okMax, lat)
+			}
 		case res.shed != 0:
 			s.shed++
 		default:
@@ -227,7 +241,7 @@ func (c *collector) printProgress() {
 	c.ivIssued = issued
 	fmt.Fprintf(c.progress, "%6.1fs  sent %7.0f/s  ok %7.0f/s  shed %5.0f/s  other %5.0f/s  err %5.0f/s  p50 %8s  p99 %8s  max %8s  in-flight %5d  conns %5d\n",
 		float64(now)/1e9, float64(sent)/el, float64(iv.ok)/el, float64(iv.shed)/el, float64(iv.other)/el, float64(iv.errs)/el,
-		fmtDur(micros(iv.h.ValueAtQuantile(50))), fmtDur(micros(iv.h.ValueAtQuantile(99))), fmtDur(time.Duration(iv.max)),
+		fmtDur(quantile(iv.h, iv.max, 50)), fmtDur(quantile(iv.h, iv.max, 99)), fmtDur(time.Duration(iv.max)),
 		c.r.inflight.Load(), c.r.nconns.Load())
 	iv.h.Reset()
 	*iv = secAgg{h: iv.h}
@@ -236,13 +250,22 @@ func (c *collector) printProgress() {
 
 func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
 
+// quantile reads percentile p (0-100) off h, capped at the exact maximum:
+// a histogram bucket's upper edge may lie above every value recorded in it.
+// An empty histogram reads 0, which the series and the plot take as "no
+// point".
+func quantile(h *hdrhistogram.Histogram, maxNs int64, p float64) time.Duration {
+	if h.TotalCount() == 0 {
+		return 0
+	}
+	return min(micros(h.ValueAtQuantile(p)), time.Duration(maxNs))
+}
+
 func percentiles(h *hdrhistogram.Histogram, maxNs int64) Percentiles {
 	if h.TotalCount() == 0 {
 		return Percentiles{}
 	}
-	q := func(p float64) time.Duration {
-		return min(micros(h.ValueAtQuantile(p)), time.Duration(maxNs))
-	}
+	q := func(p float64) time.Duration { return quantile(h, maxNs, p) }
 	return Percentiles{P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), P9999: q(99.99), Max: time.Duration(maxNs)}
 }
 
@@ -315,11 +338,9 @@ func (c *collector) report(issued, elapsed time.Duration) *Report {
 		s := &c.secs[i]
 		rep.Series[i] = Second{
 			T: i, Sent: s.sent, OK: s.ok, Errors: s.errs, Shed: s.shed, Other: s.other,
-		}
-		if s.h.TotalCount() > 0 {
-			q := func(p float64) time.Duration { return min(micros(s.h.ValueAtQuantile(p)), time.Duration(s.max)) }
-			rep.Series[i].P50, rep.Series[i].P90, rep.Series[i].P99 = q(50), q(90), q(99)
-			rep.Series[i].Max = time.Duration(s.max)
+			P50: quantile(s.h, s.max, 50), P90: quantile(s.h, s.max, 90), P99: quantile(s.h, s.max, 99),
+			Max:   time.Duration(s.max),
+			OKP50: quantile(s.okh, s.okMax, 50), OKP99: quantile(s.okh, s.okMax, 99),
 		}
 	}
 	return rep

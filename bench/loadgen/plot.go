@@ -26,9 +26,12 @@ const (
 type plotSeries struct {
 	name  string
 	color string
-	dash  bool
+	dash  string    // stroke-dasharray; "" = solid
+	thin  bool      // a reference line; listed last, so drawn on top where it coincides with a main line
 	y     []float64 // NaN = no point
 }
+
+const dashed = "5 3" // stroke-dasharray of a dashed line
 
 type panel struct {
 	title  string
@@ -40,6 +43,14 @@ type panel struct {
 // PlotSVG draws the per-second series in three panels sharing the time
 // axis: latency percentiles (log scale), throughput, and the share of
 // requests that failed, split by kind. The SVG is self-contained.
+//
+// The latency panel leads with the 2xx percentiles: behind Sluice under
+// overload most responses are refusals, and their latency (a refusal may
+// wait its whole queue timeout) would hide what the served requests took.
+// The p99 of all responses stays as a thin dashed reference line (the max
+// is left out: under overload it sits on the same queue timeout as the p99
+// and the two only blur each other). A second without a 2xx response leaves
+// a gap in the 2xx lines rather than a zero.
 func (r *Report) PlotSVG(w io.Writer) error {
 	n := len(r.Series)
 	pick := func(f func(s *Second) float64) []float64 {
@@ -65,22 +76,21 @@ func (r *Report) PlotSVG(w io.Writer) error {
 		}
 	}
 	panels := []panel{
-		{title: "Latency from scheduled send", unit: "ms", log: true, series: []plotSeries{
-			{"p50", "#1f77b4", false, pick(func(s *Second) float64 { return ms(s.P50) })},
-			{"p90", "#2ca02c", false, pick(func(s *Second) float64 { return ms(s.P90) })},
-			{"p99", "#ff7f0e", false, pick(func(s *Second) float64 { return ms(s.P99) })},
-			{"max", "#d62728", true, pick(func(s *Second) float64 { return ms(s.Max) })},
+		{title: "Latency from scheduled send (solid: 2xx; dashed: all responses)", unit: "ms", log: true, series: []plotSeries{
+			{name: "2xx p50", color: "#1f77b4", y: pick(func(s *Second) float64 { return ms(s.OKP50) })},
+			{name: "2xx p99", color: "#ff7f0e", y: pick(func(s *Second) float64 { return ms(s.OKP99) })},
+			{name: "all p99", color: "#444444", dash: dashed, thin: true, y: pick(func(s *Second) float64 { return ms(s.P99) })},
 		}},
 		{title: "Throughput", unit: "req/s", series: []plotSeries{
-			{"2xx", "#2ca02c", false, pick(func(s *Second) float64 { return float64(s.OK) })},
-			{"shed", "#9467bd", false, pick(func(s *Second) float64 { return float64(s.Shed) })},
-			{"other non-2xx", "#8c564b", false, pick(func(s *Second) float64 { return float64(s.Other) })},
-			{"sent", "#404040", true, pick(func(s *Second) float64 { return float64(s.Sent) })},
+			{name: "2xx", color: "#2ca02c", y: pick(func(s *Second) float64 { return float64(s.OK) })},
+			{name: "shed", color: "#9467bd", y: pick(func(s *Second) float64 { return float64(s.Shed) })},
+			{name: "other non-2xx", color: "#8c564b", y: pick(func(s *Second) float64 { return float64(s.Other) })},
+			{name: "sent", color: "#404040", dash: dashed, y: pick(func(s *Second) float64 { return float64(s.Sent) })},
 		}},
 		{title: "Failures (share of finished requests)", unit: "%", series: []plotSeries{
-			{"client errors", "#d62728", false, pick(pct(func(s *Second) int64 { return s.Errors }))},
-			{"shed", "#9467bd", false, pick(pct(func(s *Second) int64 { return s.Shed }))},
-			{"other non-2xx", "#8c564b", false, pick(pct(func(s *Second) int64 { return s.Other }))},
+			{name: "client errors", color: "#d62728", y: pick(pct(func(s *Second) int64 { return s.Errors }))},
+			{name: "shed", color: "#9467bd", y: pick(pct(func(s *Second) int64 { return s.Shed }))},
+			{name: "other non-2xx", color: "#8c564b", y: pick(pct(func(s *Second) int64 { return s.Other }))},
 		}},
 	}
 
@@ -99,8 +109,8 @@ func (r *Report) PlotSVG(w io.Writer) error {
 		title += fmt.Sprintf(", %d connections", r.Conns)
 	}
 	p(`<text x="%d" y="26" font-size="16" font-weight="bold">%s</text>`+"\n", plotLeft, esc(title))
-	p(`<text x="%d" y="46" fill="#555">%s — %d sent, %.1f req/s, goodput %.1f/s within %s, p99 %s</text>`+"\n",
-		plotLeft, esc(r.Target), r.Sent, r.Throughput, r.Goodput, esc(fmtDur(r.SLO)), esc(fmtDur(r.Latency.P99)))
+	p(`<text x="%d" y="46" fill="#555">%s — %d sent, %.1f req/s, goodput %.1f/s within %s, 2xx p99 %s</text>`+"\n",
+		plotLeft, esc(r.Target), r.Sent, r.Throughput, r.Goodput, esc(fmtDur(r.SLO)), esc(fmtDur(r.SuccessLatency.P99)))
 
 	xmax := float64(max(n, 1))
 	innerW := float64(plotW - plotLeft - plotRight)
@@ -199,17 +209,17 @@ func drawPanel(p func(string, ...any), pn panel, top float64, xOf func(float64) 
 		pts := 0
 		flush := func() {
 			if pts > 0 {
-				attrs := ""
-				if s.dash {
-					attrs = ` stroke-dasharray="5 3"`
-				}
-				p(`<polyline class="series" data-series="%s" fill="none" stroke="%s" stroke-width="1.8" stroke-linejoin="round"%s points="%s"/>`+"\n",
-					esc(s.name), s.color, attrs, strings.TrimSpace(b.String()))
+				p(`<polyline class="series" data-series="%s" fill="none" stroke="%s" stroke-width="%s" stroke-linejoin="round"%s points="%s"/>`+"\n",
+					esc(s.name), s.color, s.width(), s.dashAttr(), strings.TrimSpace(b.String()))
 				if pts == 1 {
 					// A lone point would not show as a line.
 					f := strings.Fields(b.String())[0]
 					x, y, _ := strings.Cut(f, ",")
-					p(`<circle cx="%s" cy="%s" r="2.5" fill="%s"/>`+"\n", x, y, s.color)
+					r := 2.5
+					if s.thin {
+						r = 1.8
+					}
+					p(`<circle cx="%s" cy="%s" r="%.1f" fill="%s"/>`+"\n", x, y, r, s.color)
 				}
 			}
 			b.Reset()
@@ -229,14 +239,28 @@ func drawPanel(p func(string, ...any), pn panel, top float64, xOf func(float64) 
 	lx := right + 16
 	for i, s := range pn.series {
 		y := top + 10 + float64(i)*18
-		dash := ""
-		if s.dash {
-			dash = ` stroke-dasharray="5 3"`
+		w := "2.5"
+		if s.thin {
+			w = s.width()
 		}
-		p(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2.5"%s/>`+"\n", lx, y, lx+legendLineW, y, s.color, dash)
+		p(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="%s"%s/>`+"\n", lx, y, lx+legendLineW, y, s.color, w, s.dashAttr())
 		p(`<text x="%.1f" y="%.1f" dominant-baseline="middle" fill="#333">%s</text>`+"\n", lx+legendLineW+6, y, esc(s.name))
 	}
 	p("</g>\n")
+}
+
+func (s *plotSeries) width() string {
+	if s.thin {
+		return "1.2"
+	}
+	return "2"
+}
+
+func (s *plotSeries) dashAttr() string {
+	if s.dash == "" {
+		return ""
+	}
+	return ` stroke-dasharray="` + s.dash + `"`
 }
 
 // niceStep rounds a raw tick step up to 1, 2 or 5 times a power of ten.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"io"
 	"net"
 	"net/http"
@@ -304,7 +303,18 @@ func TestReportOutputs(t *testing.T) {
 		var back Report
 		require.NoError(t, json.Unmarshal(buf.Bytes(), &back))
 		require.Equal(t, *rep, back)
-		require.Contains(t, buf.String(), `"p99_ns"`)
+		for _, f := range []string{`"p99_ns"`, `"ok_p50_ns"`, `"ok_p99_ns"`} {
+			require.Contains(t, buf.String(), f)
+		}
+		var withOK int
+		for _, s := range back.Series {
+			if s.OK > 0 {
+				withOK++
+				require.Positive(t, s.OKP50, "second %d", s.T)
+				require.LessOrEqual(t, s.OKP50, s.OKP99, "second %d", s.T)
+			}
+		}
+		require.Positive(t, withOK)
 	})
 	t.Run("table", func(t *testing.T) {
 		var buf bytes.Buffer
@@ -317,25 +327,11 @@ func TestReportOutputs(t *testing.T) {
 	t.Run("svg", func(t *testing.T) {
 		var buf bytes.Buffer
 		require.NoError(t, rep.PlotSVG(&buf))
-		series := map[string]bool{}
-		dec := xml.NewDecoder(&buf)
-		for {
-			tok, err := dec.Token()
-			if err == io.EOF {
-				break
-			}
-			require.NoError(t, err, "well-formed XML")
-			if el, ok := tok.(xml.StartElement); ok && el.Name.Local == "polyline" {
-				for _, a := range el.Attr {
-					if a.Name.Local == "data-series" {
-						series[a.Value] = true
-					}
-				}
-			}
+		series := seriesPoints(t, buf.Bytes())
+		for _, want := range []string{"2xx p50", "2xx p99", "all p99", "sent", "2xx", "shed"} {
+			require.Contains(t, series, want, "series drawn")
 		}
-		for _, want := range []string{"p50", "p90", "p99", "max", "sent", "2xx", "shed"} {
-			require.True(t, series[want], "series %q drawn; got %v", want, series)
-		}
+		require.Contains(t, buf.String(), "2xx p99 "+fmtDur(rep.SuccessLatency.P99), "subtitle quotes the p99 of successes")
 	})
 }
 
