@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -74,57 +75,66 @@ func BenchmarkQueuedCore(b *testing.B) {
 	}
 }
 
-// BenchmarkAdmitQueued is the blocking Admit through the queue with
-// thousands waiting: each iteration is one Admit that queues and is
-// released by a Done on another goroutine.
+// BenchmarkAdmitQueued is the blocking path through the queue with
+// thousands waiting: goroutines (8 per CPU) loop on Admit + Done against
+// four slots. A standing crowd of low-priority waiters keeps the queue
+// non-empty, so no Admit takes the fast path: every one queues, parks on
+// its channel and is woken by another goroutine's Done, which hands it the
+// freed slot. One op is one queued admission and its release.
 func BenchmarkAdmitQueued(b *testing.B) {
-	const waiting = 2000
-	s, _ := New(Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}, QueueMax: 1 << 20, QueueTimeout: time.Hour}, 1)
-	hold, _ := s.TryAdmit(&Request{}, time.Now())
+	const crowd = 2000
+	// No timeouts: closed-loop workers in a standing queue would otherwise
+	// be shed by adaptive LIFO, which is right for clients, not for a
+	// measurement of the mechanics.
+	s, err := New(Config{Limit: LimitSpec{Kind: LimitStatic, N: 4}, QueueMax: 1 << 20,
+		QueueTimeout: time.Hour, StandingTimeout: time.Hour}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	// A standing crowd of low-priority waiters, canceled at the end.
-	for range waiting {
+	// The crowd: low priority, so released only when no worker waits;
+	// one that gets a slot gives it back and queues again, so the crowd
+	// stays the same size.
+	for range crowd {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if tk, err := s.Admit(ctx, &Request{Class: Low}); err == nil {
+			for {
+				tk, err := s.Admit(ctx, &Request{Class: Low})
+				if err != nil {
+					return
+				}
 				s.Done(tk, Ignore, 0, time.Now())
 			}
 		}()
 	}
-	for s.Stats().Queued[Low] < waiting {
-		time.Sleep(time.Millisecond)
-	}
-	tickets := make(chan Ticket, 1)
-	b.ReportAllocs()
-	b.ResetTimer()
-	go func() { tickets <- hold }()
-	for range b.N {
-		tk := <-tickets
-		done := make(chan struct{})
-		go func() {
-			t2, err := s.Admit(context.Background(), &Request{Class: Critical})
-			if err != nil {
-				panic(err)
-			}
-			tickets <- t2
-			close(done)
-		}()
-		for !queuedCritical(s) {
-			// spin until queued
+	for {
+		st := s.Stats()
+		if st.Queued[Low] >= crowd-4 {
+			break
 		}
-		s.Done(tk, Success, time.Millisecond, time.Now())
-		<-done
+		runtime.Gosched()
 	}
+	st0 := s.Stats()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := &Request{Class: Critical}
+		for pb.Next() {
+			tk, err := s.Admit(context.Background(), r)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			s.Done(tk, Success, time.Millisecond, time.Now())
+		}
+	})
 	b.StopTimer()
-	s.Done(<-tickets, Ignore, 0, time.Now())
+	st := s.Stats()
+	q, f := st.AdmittedQueued-st0.AdmittedQueued, st.AdmittedFast-st0.AdmittedFast
+	b.ReportMetric(float64(q)/float64(q+f), "queued/admit")
 	cancel()
 	wg.Wait()
-}
-
-func queuedCritical(s *Scheduler) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.classes[Critical].n > 0
 }

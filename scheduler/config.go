@@ -61,17 +61,26 @@ type Config struct {
 	// adaptive-lifo to newest-first and codel to shedding. Default 100ms;
 	// 0 means the default.
 	CoDelInterval time.Duration `yaml:"codel_interval"`
+	// StandingTimeout is, with adaptive-lifo, the longest a flooding
+	// tenant's request may wait once the queue stands: older ones are shed
+	// (ErrQueueTimeout) instead of served, as in Facebook's adaptive LIFO
+	// with CoDel, where a standing queue's timeout drops to a short value.
+	// Without it, whatever is left when the pressure stops is served newest
+	// first down to requests nearly QueueTimeout old. Default 25ms; 0 means
+	// the default.
+	StandingTimeout time.Duration `yaml:"standing_timeout"`
 }
 
 // Defaults. doc.go explains where each comes from.
 const (
-	DefaultQueueMax      = 1024
-	DefaultQueueTimeout  = 500 * time.Millisecond
-	DefaultDiscipline    = DisciplineAdaptiveLIFO
-	DefaultLimitMin      = 2
-	DefaultLimitMax      = 1000
-	DefaultCoDelTarget   = 5 * time.Millisecond
-	DefaultCoDelInterval = 100 * time.Millisecond
+	DefaultQueueMax        = 1024
+	DefaultQueueTimeout    = 500 * time.Millisecond
+	DefaultDiscipline      = DisciplineAdaptiveLIFO
+	DefaultLimitMin        = 2
+	DefaultLimitMax        = 1000
+	DefaultCoDelTarget     = 5 * time.Millisecond
+	DefaultCoDelInterval   = 100 * time.Millisecond
+	DefaultStandingTimeout = 25 * time.Millisecond
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -100,6 +109,9 @@ func (c Config) WithDefaults() Config {
 	if c.CoDelInterval == 0 {
 		c.CoDelInterval = DefaultCoDelInterval
 	}
+	if c.StandingTimeout == 0 {
+		c.StandingTimeout = DefaultStandingTimeout
+	}
 	return c
 }
 
@@ -127,6 +139,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("codel_target: must be > 0, got %v", c.CoDelTarget)
 	case c.CoDelInterval < 0:
 		return fmt.Errorf("codel_interval: must be > 0, got %v", c.CoDelInterval)
+	case c.StandingTimeout < 0:
+		return fmt.Errorf("standing_timeout: must be > 0, got %v", c.StandingTimeout)
 	}
 	for _, cl := range sortedKeys(c.ClassTimeout) {
 		d := c.ClassTimeout[cl]
@@ -195,6 +209,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"queue wait above which the queue counts as standing (0 = 5ms)")
 	fs.DurationVar(&c.CoDelInterval, "codel-interval", c.CoDelInterval,
 		"how long the queue must stay above --codel-target to count as standing (0 = 100ms)")
+	fs.DurationVar(&c.StandingTimeout, "standing-timeout", c.StandingTimeout,
+		"adaptive-lifo: longest a flooding tenant's request may wait once the queue stands; older ones get a 503 (0 = 25ms)")
 }
 
 // Discipline orders the waiting requests of one tenant within a class.

@@ -21,11 +21,11 @@ func (s *Scheduler) nextLocked(now time.Time) *waiter {
 		// Facebook's variant of CoDel: once the queue has not emptied for
 		// an interval it is a standing queue, and whatever waited longer
 		// than the target is shed from the head instead of served late.
-		// Only a tenant with a backlog (bulk ring) has a standing queue
-		// of its own; a sparse tenant's request is never shed for the
+		// Only a backlogged tenant (see tenant.backlogged) has a standing
+		// queue of its own; a sparse tenant's request is never shed for the
 		// backlog of others (as in FQ-CoDel, per flow).
 		w := l.head
-		if t.ring[c] == bulkRing && cq.standing(now, s.cfg.CoDelInterval) && now.Sub(w.arrived) > s.cfg.CoDelTarget {
+		if t.backlogged(c, cq) && cq.standing(now, s.cfg.CoDelInterval) && now.Sub(w.arrived) > s.cfg.CoDelTarget {
 			s.refuseLocked(w, ErrQueueTimeout, true)
 			return nil
 		}
@@ -35,8 +35,35 @@ func (s *Scheduler) nextLocked(now time.Time) *waiter {
 		// likely to still have a client waiting and to finish within its
 		// deadline, and the old ones behind it time out instead of
 		// everyone being served late.
-		if t.ring[c] == bulkRing && cq.standing(now, s.cfg.CoDelInterval) {
-			return l.tail
+		//
+		// And, as in Facebook's adaptive LIFO with CoDel, a standing
+		// queue's timeout is short: a request that waited longer than
+		// StandingTimeout is shed instead of served. LIFO alone only
+		// postpones the old requests: when the pressure stops (a burst
+		// ends, the load drops) the backlog drains newest first down to
+		// requests almost QueueTimeout old, and those make the tail. The
+		// test is on the newest: if it is stale, so is all the rest, and
+		// the loop in releaseLocked sheds the backlog in one go. The
+		// stale requests behind a fresh newest are left to QueueTimeout
+		// rather than shed at once, so that a flooding tenant keeps its
+		// long backlog and stays in the bulk ring: shed down to a few
+		// requests, it would count as sparse again and be served before
+		// the tenants within their share.
+		//
+		// Newest first applies to every tenant of a standing class, not
+		// only to flooding ones: the order inside a tenant's own backlog
+		// is nobody else's business, and a flooding tenant whose backlog
+		// was just shed in one go starts again with a short one that
+		// must not be served oldest first while it grows. The shedding
+		// applies only to a backlogged tenant, so a tenant within its
+		// share does not lose requests to someone else's flood.
+		if cq.standing(now, s.cfg.CoDelInterval) {
+			w := l.tail
+			if now.Sub(w.arrived) > s.cfg.StandingTimeout && t.backlogged(c, cq) {
+				s.refuseLocked(w, ErrQueueTimeout, true)
+				return nil
+			}
+			return w
 		}
 		return l.head
 	default:

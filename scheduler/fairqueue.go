@@ -100,6 +100,11 @@ type tenant struct {
 	q       [NumClasses]waitList
 	deficit [NumClasses]int
 	ring    [NumClasses]uint8 // sparseRing or bulkRing while q[c].n > 0
+	// flooded is set when the tenant's backlog in a class joins the bulk
+	// ring, and cleared only when that backlog is empty: the tail of a
+	// draining flood is short, but it is the oldest part of the flood, and
+	// must still be shed rather than served late.
+	flooded [NumClasses]bool
 	// ring links per class; valid while q[c].n > 0
 	ringPrev, ringNext [NumClasses]*tenant
 }
@@ -196,6 +201,7 @@ func (cq *classQueue) push(c Class, t *tenant, w *waiter, now time.Time, interva
 		cq.rings[sparseRing].remove(c, t)
 		cq.rings[bulkRing].insert(c, t, false)
 		t.ring[c] = bulkRing
+		t.flooded[c] = true
 	}
 	t.q[c].pushBack(w)
 	cq.n++
@@ -212,6 +218,7 @@ func (cq *classQueue) remove(c Class, w *waiter) {
 	case n == 0:
 		cq.sumWeight -= t.weight
 		cq.rings[t.ring[c]].remove(c, t)
+		t.flooded[c] = false
 	case n == sparseMax*t.weight && t.ring[c] == bulkRing:
 		cq.rings[bulkRing].remove(c, t)
 		cq.rings[sparseRing].insert(c, t, false)
@@ -234,6 +241,15 @@ func (cq *classQueue) nextTenant(c Class) *tenant {
 		t.deficit[c] += t.weight
 	}
 	return t
+}
+
+// backlogged reports whether t's backlog in class c is one the discipline
+// may shed from: a flood (see flooded). A tenant within its share is never
+// shed from: its wait is the others' doing. (Counting a tenant alone in
+// its class as backlogged too made the single-client case shed 7% of the
+// requests at 0.9× load in the simulation.)
+func (t *tenant) backlogged(c Class, cq *classQueue) bool {
+	return t.flooded[c]
 }
 
 func (cq *classQueue) standing(now time.Time, interval time.Duration) bool {

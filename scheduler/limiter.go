@@ -174,7 +174,13 @@ type gradientLimiter struct {
 	tolerance float64
 }
 
-const gradientTolerance = 0.25
+// gradientTolerance is how far above the baseline recent latency may be
+// before the limit shrinks. With the headroom below, the limit settles at
+// about knee·(1+tolerance)+headroom: 0.1 and 0.5 put it at 5 in flight for
+// the goals' 4-worker origin (25 ms per request), where 0.25 and 1 put it
+// at 6 (30 ms), which spent half of the p99 budget of 3× the unloaded
+// latency on processor-sharing slowdown alone.
+const gradientTolerance = 0.1
 
 func newGradient(p limiterParams, now time.Time) *gradientLimiter {
 	g := &gradientLimiter{base: baseline{p: p}, lim: float64(p.min), tolerance: gradientTolerance}
@@ -216,10 +222,10 @@ func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int,
 	g.win.reset(now)
 }
 
-// headroom lets the limit grow by about one request per window while
-// latency is flat, more on big backends. A square root (Envoy's choice)
+// headroom lets the limit grow by half a request per window while latency
+// is flat, more on big backends. A square root (Envoy's choice)
 // settles too far past the knee of a small backend.
-func headroom(lim float64) float64 { return max(1, math.Log10(lim)) }
+func headroom(lim float64) float64 { return max(0.5, math.Log10(lim)) }
 
 func clampLimit(v float64, p limiterParams) float64 {
 	return min(max(v, float64(p.min)), float64(p.max))

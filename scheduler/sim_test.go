@@ -37,6 +37,12 @@ type simSpec struct {
 	measure  time.Duration // arrivals in [warm, warm+measure) are measured
 	deadline time.Duration // per-request deadline; 0 = none
 	seed     uint64
+	// abrupt ends the load when the measured window ends, so the requests
+	// still queued then are measured as the queue drains with no new
+	// arrivals (as at the end of every real load test, and after any
+	// burst). Otherwise the load goes on for another second and the
+	// measured requests leave the queue under the same pressure they met.
+	abrupt bool
 }
 
 type simReq struct {
@@ -109,6 +115,9 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		waiters = map[*waiter]bool{}
 	)
 	s.clock = func() time.Time { return at(now) }
+	if spec.abrupt {
+		stop = end
+	}
 	exp := func(rate float64) time.Duration {
 		return time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
 	}
@@ -353,4 +362,23 @@ func BenchmarkSimulationTable(b *testing.B) {
 		out = simTable(b)
 	}
 	fmt.Print(out)
+}
+
+// TestSimulationAbruptEnd is the overload of TestSimulationGoals with the
+// load ending at once, so the backlog left in the queue drains with no new
+// arrivals. Adaptive LIFO then works down through ever older requests;
+// without a bound on waits in a standing queue it serves the oldest (up
+// to QueueTimeout old) last, and they dominate the tail.
+func TestSimulationAbruptEnd(t *testing.T) {
+	cfg := Config{}
+	base := runSim(t, simUnloaded(cfg)).p(0.99)
+	for _, f := range []float64{3, 6} {
+		spec := simOverload(cfg, f)
+		spec.abrupt = true
+		r := runSim(t, spec)
+		t.Logf("%gx abrupt end: goodput %.3f p99 %v max %v refused %v", f, r.goodput(), r.p(0.99), r.p(1), r.refused)
+		if p := r.p(0.99); p > 3*base {
+			t.Errorf("%gx abrupt end: p99 %v, want <= 3 × unloaded p99 %v", f, p, base)
+		}
+	}
 }
