@@ -29,7 +29,19 @@
 //
 // MaxConns is a counting semaphore (a buffered channel) covering open and
 // dialing connections; a caller finding it exhausted waits for a release
-// until its deadline (ErrPoolFull). IdleTimeout sits below common origin
+// until its deadline (ErrPoolFull). The common Acquire and Release are one
+// short critical section each: Release pokes the wake-up channel only when
+// an Acquire is waiting (an atomic count of waiters), and a waiter selects
+// on the semaphore itself to see a freed slot.
+//
+// # Time and deadlines
+//
+// AcquireAt and ReleaseAt take the current time from the caller, which
+// reads the clock once per phase of a request. Deadlines go through
+// Conn.ArmDeadline and friends, which remember what is armed and leave a
+// deadline in place while it is at most a given slack earlier than the one
+// asked for: a runtime timer update per request becomes one per slack per
+// connection, and a timeout may fire that much early, never late. IdleTimeout sits below common origin
 // keep-alive timeouts so that the pool, not the origin, closes idle
 // connections. A reaper goroutine per backend closes expired connections
 // oldest first and re-dials up to WarmConns, so the warm set is always

@@ -47,7 +47,7 @@ type Backend struct {
 	cfg   Config
 	dial  func(addr string, timeout time.Duration) (net.Conn, error)
 	slots chan struct{} // one token per open (or dialing) connection: the MaxConns bound
-	avail chan struct{} // poked when a connection is parked or a slot frees up
+	avail chan struct{} // poked when a connection is parked while someone waits
 	stop  chan struct{}
 	done  chan struct{}
 
@@ -58,6 +58,7 @@ type Backend struct {
 	bytesOut atomic.Uint64
 	bytesIn  atomic.Uint64
 	dials    atomic.Uint64
+	waiters  atomic.Int32 // Acquire calls waiting for a connection
 
 	// Protected by mu.
 	mu     sync.Mutex
@@ -128,37 +129,50 @@ func (b *Backend) openConns() int { return len(b.slots) }
 // one until deadline (zero: ConnectTimeout from now). The caller owns the
 // connection until Release.
 func (b *Backend) Acquire(deadline time.Time) (*Conn, error) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	return b.AcquireAt(time.Now(), deadline)
+}
+
+// AcquireAt is Acquire with the current time given: the proxy reads the
+// clock once per phase of a request rather than in every call it makes.
+func (b *Backend) AcquireAt(now, deadline time.Time) (*Conn, error) {
+	c, err := b.popIdle(now)
+	if c != nil || err != nil {
+		return c, err
+	}
+	select {
+	case b.slots <- struct{}{}:
+		return b.dialConn()
+	default:
+	}
+	return b.acquireSlow(deadline)
+}
+
+// acquireSlow waits for a connection while every channel is busy. This is
+// the slow path: the scheduler normally keeps in-flight requests below
+// MaxConns.
+func (b *Backend) acquireSlow(deadline time.Time) (*Conn, error) {
+	d := b.cfg.ConnectTimeout
+	if !deadline.IsZero() {
+		d = time.Until(deadline)
+	}
+	if d <= 0 {
+		return nil, ErrPoolFull
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	// Announce the wait before looking again: Release pokes only when
+	// someone waits, and a connection parked before it could see us is
+	// found by this second look.
+	b.waiters.Add(1)
+	defer b.waiters.Add(-1)
 	for {
-		c, err := b.popIdle()
+		c, err := b.popIdle(time.Now())
 		if c != nil || err != nil {
 			return c, err
 		}
 		select {
-		case b.slots <- struct{}{}:
-			return b.dialConn()
-		default:
-		}
-		// Every channel is busy. This is the slow path: the scheduler
-		// normally keeps in-flight requests below MaxConns.
-		if timer == nil {
-			d := b.cfg.ConnectTimeout
-			if !deadline.IsZero() {
-				d = time.Until(deadline)
-			}
-			if d <= 0 {
-				return nil, ErrPoolFull
-			}
-			timer = time.NewTimer(d)
-		}
-		select {
 		case <-b.avail:
-		case b.slots <- struct{}{}:
+		case b.slots <- struct{}{}: // a slot freed up: no poke needed
 			return b.dialConn()
 		case <-timer.C:
 			return nil, ErrPoolFull
@@ -178,8 +192,7 @@ func (b *Backend) Acquire(deadline time.Time) (*Conn, error) {
 // shrinks to the working set by itself. FIFO would rotate through every
 // connection, keep all of them alive at the high-water mark, and make each
 // one more likely to be the one the origin has just timed out.
-func (b *Backend) popIdle() (*Conn, error) {
-	now := time.Now()
+func (b *Backend) popIdle(now time.Time) (*Conn, error) {
 	for {
 		b.mu.Lock()
 		if b.closed {
@@ -208,7 +221,6 @@ func (b *Backend) dialConn() (*Conn, error) {
 	nc, err := b.dial(b.addr, b.cfg.ConnectTimeout)
 	if err != nil {
 		<-b.slots
-		b.poke()
 		return nil, &DialError{Addr: b.addr, Err: err}
 	}
 	b.dials.Add(1)
@@ -223,18 +235,26 @@ func (b *Backend) dialConn() (*Conn, error) {
 // cleanly (request written, response read to its end, no Connection:
 // close); otherwise the connection is closed, since its framing state is
 // unknown.
-func (b *Backend) Release(c *Conn, reuse bool) {
+func (b *Backend) Release(c *Conn, reuse bool) { b.ReleaseAt(c, reuse, time.Now()) }
+
+// ReleaseAt is Release with the current time given (the connection's idle
+// time counts from now).
+func (b *Backend) ReleaseAt(c *Conn, reuse bool, now time.Time) {
 	b.bytesOut.Add(uint64(c.written))
 	b.bytesIn.Add(uint64(c.read))
 	c.written, c.read = 0, 0
 	if reuse && c.br.Buffered() == 0 {
-		c.lastUsed = time.Now()
+		c.lastUsed = now
 		c.uses++
 		b.mu.Lock()
 		if !b.closed {
 			b.idle = append(b.idle, c)
 			b.mu.Unlock()
-			b.poke()
+			// Only a waiting Acquire needs to hear of it: skipping the
+			// channel operation keeps the common release to one lock.
+			if b.waiters.Load() > 0 {
+				b.poke()
+			}
 			return
 		}
 		b.mu.Unlock()
@@ -244,8 +264,9 @@ func (b *Backend) Release(c *Conn, reuse bool) {
 
 func (b *Backend) closeConn(c *Conn) {
 	_ = c.nc.Close()
+	// A waiter selects on the slot channel itself, so the freed slot
+	// needs no poke.
 	<-b.slots
-	b.poke()
 }
 
 func (b *Backend) poke() {
@@ -352,6 +373,7 @@ type Conn struct {
 	io countingIO
 
 	// Owned by whoever holds the connection.
+	rd, wd   time.Time // deadlines armed on nc through the Arm methods
 	lastUsed time.Time
 	uses     uint64 // exchanges completed before this one
 	written  int64  // bytes written to the socket since Acquire
@@ -381,8 +403,59 @@ func (c *Conn) Reader() *bufio.Reader { return c.br }
 // Writer is the buffered writer for requests.
 func (c *Conn) Writer() *bufio.Writer { return c.bw }
 
-// NetConn is the underlying connection (deadlines, close).
+// NetConn is the underlying connection. Set its deadlines through the Arm
+// methods, which remember what is armed.
 func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// ArmDeadline sets the read and write deadlines to t, unless both are
+// already armed no later than t and at most slack before it.
+//
+// Each deadline change is a runtime timer update (a lock and a heap
+// operation), and a connection reused every few hundred microseconds would
+// otherwise move its timers on every request by as much. With a slack of a
+// small fraction of the timeout, a deadline is re-armed about once per
+// slack per connection instead, and a timeout may fire up to slack early,
+// never late.
+func (c *Conn) ArmDeadline(t time.Time, slack time.Duration) error {
+	if armedFor(c.rd, t, slack) && armedFor(c.wd, t, slack) {
+		return nil
+	}
+	if err := c.nc.SetDeadline(t); err != nil {
+		return err
+	}
+	c.rd, c.wd = t, t
+	return nil
+}
+
+// ArmReadDeadline is ArmDeadline for the read deadline alone.
+func (c *Conn) ArmReadDeadline(t time.Time, slack time.Duration) error {
+	if armedFor(c.rd, t, slack) {
+		return nil
+	}
+	if err := c.nc.SetReadDeadline(t); err != nil {
+		return err
+	}
+	c.rd = t
+	return nil
+}
+
+// ArmWriteDeadline is ArmDeadline for the write deadline alone.
+func (c *Conn) ArmWriteDeadline(t time.Time, slack time.Duration) error {
+	if armedFor(c.wd, t, slack) {
+		return nil
+	}
+	if err := c.nc.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	c.wd = t
+	return nil
+}
+
+// armedFor reports whether the armed deadline a may stand for t: a is set,
+// not later than t, and at most slack earlier.
+func armedFor(a, t time.Time, slack time.Duration) bool {
+	return !a.IsZero() && !t.IsZero() && !a.After(t) && t.Sub(a) <= slack
+}
 
 // Backend is the backend this connection leads to.
 func (c *Conn) Backend() *Backend { return c.b }

@@ -160,3 +160,90 @@ func TestConfigValidate(t *testing.T) {
 	assert.Equal(t, DefaultMaxConns, d.MaxConns)
 	assert.NoError(t, d.Validate())
 }
+
+// TestWaiterWakesOnRelease: an Acquire waiting on a full pool gets a
+// connection parked by Release (which pokes only when someone waits) and a
+// slot freed by closing one.
+func TestWaiterWakesOnRelease(t *testing.T) {
+	addr, _ := listener(t)
+	b, err := NewBackend(addr, Config{MaxConns: 1})
+	require.NoError(t, err)
+	defer b.Close()
+	c, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+
+	acquire := func() <-chan *Conn {
+		got := make(chan *Conn, 1)
+		go func() {
+			c, err := b.Acquire(time.Now().Add(10 * time.Second))
+			assert.NoError(t, err)
+			got <- c
+		}()
+		require.Eventually(t, func() bool { return b.waiters.Load() == 1 }, 5*time.Second, time.Millisecond)
+		return got
+	}
+
+	got := acquire()
+	b.Release(c, true)
+	c2 := <-got
+	assert.Same(t, c, c2, "the parked connection goes to the waiter")
+
+	got = acquire()
+	b.Release(c2, false) // closed: its slot frees up
+	c3 := <-got
+	assert.NotSame(t, c2, c3, "a fresh connection is dialed for the waiter")
+	b.Release(c3, false)
+	assert.Zero(t, b.waiters.Load())
+	assert.EqualValues(t, 2, b.Stats().Dials)
+}
+
+// deadlineConn counts deadline changes.
+type deadlineConn struct {
+	net.Conn
+	sets int
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error     { c.sets++; return c.Conn.SetDeadline(t) }
+func (c *deadlineConn) SetReadDeadline(t time.Time) error { c.sets++; return c.Conn.SetReadDeadline(t) }
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.sets++
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func TestArmDeadline(t *testing.T) {
+	addr, _ := listener(t)
+	var dc *deadlineConn
+	b, err := NewBackend(addr, Config{Dial: func(addr string, timeout time.Duration) (net.Conn, error) {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		dc = &deadlineConn{Conn: c}
+		return dc, nil
+	}})
+	require.NoError(t, err)
+	defer b.Close()
+	c, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	defer b.Release(c, false)
+
+	t0 := time.Now()
+	slack := 100 * time.Millisecond
+	steps := []struct {
+		name string
+		arm  func() error
+		sets int // total so far
+	}{
+		{"first", func() error { return c.ArmDeadline(t0.Add(time.Second), slack) }, 1},
+		{"slightly later: kept", func() error { return c.ArmDeadline(t0.Add(time.Second+slack/2), slack) }, 1},
+		{"read alone, slightly later: kept", func() error { return c.ArmReadDeadline(t0.Add(time.Second+slack), slack) }, 1},
+		{"earlier: re-armed", func() error { return c.ArmDeadline(t0.Add(time.Second/2), slack) }, 2},
+		{"beyond slack: re-armed", func() error { return c.ArmWriteDeadline(t0.Add(time.Second), slack) }, 3},
+		{"read still early: re-armed", func() error { return c.ArmDeadline(t0.Add(time.Second), slack) }, 4},
+		{"same: kept", func() error { return c.ArmDeadline(t0.Add(time.Second), slack) }, 4},
+	}
+	for _, s := range steps {
+		require.NoError(t, s.arm(), s.name)
+		assert.Equal(t, s.sets, dc.sets, s.name)
+	}
+}

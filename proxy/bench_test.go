@@ -23,6 +23,12 @@ type memRig struct {
 }
 
 func newMemRig(tb testing.TB, accessLog bool) *memRig {
+	return newMemRigWith(tb, accessLog, nil)
+}
+
+// newMemRigWith is newMemRig with the proxy's configuration adjusted by
+// mut (nil: none).
+func newMemRigWith(tb testing.TB, accessLog bool, mut func(*Config)) *memRig {
 	tb.Helper()
 	backLn := fasthttputil.NewInmemoryListener()
 	frontLn := fasthttputil.NewInmemoryListener()
@@ -42,6 +48,9 @@ func newMemRig(tb testing.TB, accessLog bool) *memRig {
 			Dial: func(string, time.Duration) (net.Conn, error) { return backLn.Dial() },
 		},
 		Log: LogConfig{AccessLog: &accessLog, AccessWriter: discard{}},
+	}
+	if mut != nil {
+		mut(&cfg)
 	}
 	s, err := New(cfg, zerolog.Nop())
 	require.NoError(tb, err)
@@ -91,6 +100,39 @@ func BenchmarkProxy(b *testing.B) {
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
 	})
+}
+
+// BenchmarkProxyQueued is BenchmarkProxy with a concurrency limit far
+// below the number of clients, so that nearly every request waits in the
+// queue: the path every request takes when an adaptive limit settles below
+// the client count. It too should allocate nothing per request.
+func BenchmarkProxyQueued(b *testing.B) {
+	rig := newMemRigWith(b, true, func(c *Config) {
+		if err := c.Queue.Limit.UnmarshalText([]byte("static:2")); err != nil {
+			b.Fatal(err)
+		}
+	})
+	defer rig.stop()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		req.SetRequestURI("http://sluice.test/bench/path?q=1")
+		for pb.Next() {
+			if err := rig.do(req, resp); err != nil {
+				b.Fatal(err)
+			}
+			if resp.StatusCode() != fasthttp.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode())
+			}
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	})
+	st := rig.proxy.services[0].sched.Stats()
+	b.ReportMetric(float64(st.AdmittedQueued)/float64(st.AdmittedQueued+st.AdmittedFast), "queued/op")
 }
 
 // TestProxyZeroAlloc guards the hot path: a proxied request, access log

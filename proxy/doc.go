@@ -14,9 +14,13 @@
 // header, else the route's, else normal; tenant from header, API key or
 // client IP; deadline from the route timeout and the client's
 // X-Sluice-Timeout), then admitted: TryAdmit first, and only if that fails
-// Admit with a context that a watcher cancels when the client hangs up
-// (fasthttp does not notice; the watcher peeks the socket with MSG_PEEK and
-// exists only for queued requests).
+// Admit with a context that is cancelled when the client hangs up (fasthttp
+// does not notice). With an adaptive limit below the number of client
+// connections nearly every request waits a moment, so that path allocates
+// nothing: the context is the exchange's own (waitCtx), and one goroutine
+// per server (queueWatch) peeks with MSG_PEEK, every 25 ms, at the sockets
+// of requests that have been queued that long, and exists only while
+// something is queued.
 //
 // # Streaming
 //
@@ -86,7 +90,18 @@
 // # Timeouts
 //
 // Timeouts.ClientHeader bounds reading the request head, ClientBody each
-// read of the body, ClientWrite each write of the response, Idle the wait
-// for the next request; pool.Config bounds dialing, the wait for response
-// headers and each read of the response body.
+// read of the body, ClientWrite each write of a streamed response, Idle the
+// wait for the next request; pool.Config bounds dialing, the wait for
+// response headers and each read of the response body.
+//
+// Every deadline change is a runtime timer update, so the request path
+// makes few: one call arms a backend connection's read and write deadlines
+// for a request without a streamed body, and is skipped while the armed
+// ones are within 1/64 of the timeout of what is wanted
+// (pool.Conn.ArmDeadline); the response body renews the backend deadline
+// only before a read that must go to the socket. A small response (it fits
+// the 16 KiB client write buffer) is sent whole in the one write after the
+// handler, as fasthttp does for any handler, without a client write
+// deadline; a larger or chunked one renews the client write deadline before
+// each piece.
 package proxy

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"time"
 
@@ -17,6 +16,12 @@ const (
 	bodyBuffered        // small, known length, held in exchange.body: replayable
 	bodyStreamed        // read from the client while written to the backend: sent once
 )
+
+// deadlineSlackDiv sets how early a backend timeout may fire: a deadline
+// armed on a pooled connection is kept while it is at most 1/64 of the
+// timeout earlier than the one wanted (pool.Conn.ArmDeadline), which saves
+// the timer update on nearly every request.
+const deadlineSlackDiv = 64
 
 // staleRetries bounds re-sends on fresh connections after pooled ones
 // turned out to be closed by the origin.
@@ -77,6 +82,8 @@ type exchange struct {
 	reqBody    reqBodyReader
 	respBody   respBodyReader
 
+	wait waitCtx // the context a queued request waits with
+
 	body        []byte // bodyBuffered contents
 	bodyIn      int64  // bytes taken from the client's body
 	clientErr   error
@@ -86,10 +93,18 @@ type exchange struct {
 	bodyDone    bool
 	bodyErr     error
 	backendDrop bool // backend said Connection: close
+	// streaming: the response does not fit the client write buffer, so
+	// fasthttp writes to the client while it reads the body, and each body
+	// read renews the client write deadline. A small response goes out in
+	// the one write after the handler, and needs none of that.
+	streaming bool
 
+	// The clock is read once per phase, not in every call that needs it:
+	// arrival (fasthttp's), admission, response headers, finish. now is
+	// the latest reading.
 	arrival   time.Time
 	admitted0 time.Time
-	sentAt    time.Time
+	now       time.Time
 	latency   time.Duration
 	status    int
 	shed      string
@@ -105,7 +120,7 @@ type reqBodyReader struct{ x *exchange }
 type respBodyReader struct{ x *exchange }
 
 func newExchange(s *Server) *exchange {
-	x := &exchange{s: s}
+	x := &exchange{s: s, wait: newWaitCtx()}
 	x.reqBody.x = x
 	x.respBody.x = x
 	return x
@@ -135,8 +150,9 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.bodyDone = false
 	x.bodyErr = nil
 	x.backendDrop = false
+	x.streaming = false
 	x.admitted0 = time.Time{}
-	x.sentAt = time.Time{}
+	x.now = time.Time{}
 	x.latency = 0
 	x.status = 0
 	x.shed = ""
@@ -180,7 +196,8 @@ func (x *exchange) run() error {
 	if s.maxURL > 0 && len(uri) > s.maxURL {
 		return errURITooLong
 	}
-	if err := checkRawHeaders(h.RawHeaders()); err != nil {
+	set, err := scanRawHeaders(h.RawHeaders())
+	if err != nil {
 		return err
 	}
 	svc, rt := s.pick(h, pathOf(target))
@@ -194,7 +211,7 @@ func (x *exchange) run() error {
 	if err := x.prepareBody(); err != nil {
 		return err
 	}
-	x.prepareRequest(target)
+	x.prepareRequest(target, set)
 	return x.forward()
 }
 
@@ -237,11 +254,11 @@ func (x *exchange) prepareBody() error {
 // prepareRequest builds the backend request's headers, once for all
 // attempts: the client's headers as they came (including the raw request
 // target), minus hop-by-hop ones, plus the forwarding headers.
-func (x *exchange) prepareRequest(target []byte) {
+func (x *exchange) prepareRequest(target []byte, set headerSet) {
 	in := &x.ctx.Request.Header
 	out := &x.req.Header
 	in.CopyTo(out)
-	stripRequestHops(out, in)
+	stripRequestHops(out, in, set)
 	out.SetRequestURIBytes(target)
 	out.SetProtocolBytes(strHTTP11)
 	if x.svc.hostRewrite != nil {
@@ -254,18 +271,21 @@ func (x *exchange) prepareRequest(target []byte) {
 		x.scratch = append(x.scratch, strCommaSP...)
 	}
 	x.scratch = append(x.scratch, x.ip...)
-	out.SetBytesKV(hdrXForwardedFor, x.scratch)
+	// SetCanonical: these names are constants in canonical form
+	// (TestCanonicalHeaderNames), so fasthttp need not copy and normalise
+	// them on every request as SetBytesKV does.
+	out.SetCanonical(hdrXForwardedFor, x.scratch)
 	if x.ctx.IsTLS() {
-		out.SetBytesKV(hdrXForwardedProto, strHTTPS)
+		out.SetCanonical(hdrXForwardedProto, strHTTPS)
 	} else {
-		out.SetBytesKV(hdrXForwardedProto, strHTTP)
+		out.SetCanonical(hdrXForwardedProto, strHTTP)
 	}
 	if host := in.Host(); len(host) > 0 {
-		out.SetBytesKV(hdrXForwardedHost, host)
+		out.SetCanonical(hdrXForwardedHost, host)
 	}
 	x.scratch = appendVia(x.scratch[:0], in.PeekBytes(hdrVia), in.IsHTTP11())
-	out.SetBytesKV(hdrVia, x.scratch)
-	out.SetBytesKV(hdrRequestID, x.reqID)
+	out.SetCanonical(hdrVia, x.scratch)
+	out.SetCanonical(hdrRequestID, x.reqID)
 }
 
 func appendVia(dst, prior []byte, http11 bool) []byte {
@@ -304,23 +324,23 @@ func (x *exchange) forward() error {
 		case failNotSent:
 			// Connection refused or pool full: nothing was sent, so the
 			// limiter learns nothing and any request may move on.
-			x.done(scheduler.Ignore)
+			x.done(scheduler.Ignore, time.Now())
 			x.sreq.Exclude |= bit
 			lastErr = errBadGateway
 			continue
 		case failClient:
-			x.done(scheduler.Ignore)
+			x.done(scheduler.Ignore, time.Now())
 			return errClientBody
 		case failTooLarge:
-			x.done(scheduler.Ignore)
+			x.done(scheduler.Ignore, time.Now())
 			return errBodyTooLarge
 		case failTimeout:
 			// Not retried: the backend may still be working on it, and
 			// a timeout under load is the moment not to double the work.
-			x.done(scheduler.Failure)
+			x.done(scheduler.Failure, time.Now())
 			return errGatewayTimeout
 		}
-		x.done(scheduler.Failure)
+		x.done(scheduler.Failure, time.Now())
 		// The request reached a backend that failed before answering.
 		// Idempotent requests whose body we still hold may be sent once
 		// more, elsewhere; a non-idempotent one is never sent twice,
@@ -345,33 +365,40 @@ func (x *exchange) admit() error {
 		if err != nil {
 			return err
 		}
+		now = time.Now()
 	}
 	x.ticket = t
 	x.admitted = true
+	x.now = now
 	if x.admitted0.IsZero() {
-		x.admitted0 = time.Now()
+		x.admitted0 = now
 	}
 	return nil
 }
 
-// admitQueued is the slow path; its allocations (context, watcher) are
-// paid only by requests that have to wait anyway.
+// admitQueued waits in the scheduler's queue, watched for the client
+// hanging up. With an adaptive limit below the number of client
+// connections nearly every request comes here, so it allocates nothing and
+// starts no goroutine: the context is the exchange's own and one watch
+// goroutine serves the whole server (see queueWatch).
 func (x *exchange) admitQueued() (scheduler.Ticket, error) {
-	c, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := startClientWatch(x.ctx.Conn(), cancel)
-	t, err := x.svc.sched.Admit(c, &x.sreq)
-	w.Stop()
+	w := &x.s.watch
+	watched := w.add(&x.wait, x.ctx.Conn(), x.arrival)
+	t, err := x.svc.sched.Admit(&x.wait, &x.sreq)
+	if watched {
+		w.remove(&x.wait)
+	}
+	x.wait.reset()
 	return t, err
 }
 
 // done returns the ticket's slot with an outcome.
-func (x *exchange) done(o scheduler.Outcome) {
+func (x *exchange) done(o scheduler.Outcome, now time.Time) {
 	if !x.admitted {
 		return
 	}
 	x.admitted = false
-	x.svc.sched.Done(x.ticket, o, x.latency, time.Now())
+	x.svc.sched.Done(x.ticket, o, x.latency, now)
 	if x.backend != nil {
 		x.backend.FinishRequest(o == scheduler.Failure)
 	}
@@ -384,9 +411,14 @@ func (x *exchange) done(o scheduler.Outcome) {
 func (x *exchange) attempt(b *pool.Backend) failKind {
 	b.StartRequest()
 	for try := 0; ; try++ {
-		conn, err := b.Acquire(x.sreq.Deadline)
+		conn, err := b.AcquireAt(x.now, x.sreq.Deadline)
 		if err != nil {
 			return failNotSent
+		}
+		if !conn.Reused() {
+			// A fresh dial took real time: the backend's latency starts
+			// after it, as the limiter expects.
+			x.now = time.Now()
 		}
 		x.conn = conn
 		kind := x.exchangeOn(conn)
@@ -407,15 +439,31 @@ func (x *exchange) attempt(b *pool.Backend) failKind {
 		if !stale || try >= staleRetries {
 			return kind
 		}
+		x.now = time.Now()
 	}
 }
 
 // exchangeOn writes the request on conn and reads the response headers.
 func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
-	nc := conn.NetConn()
-	cfg := x.backend.Config()
-	start := time.Now()
-	_ = nc.SetWriteDeadline(start.Add(cfg.ResponseHeaderTimeout))
+	rht := x.backend.Config().ResponseHeaderTimeout
+	slack := rht / deadlineSlackDiv
+	start := x.now
+	deadline := start.Add(rht)
+	if d := x.sreq.Deadline; !d.IsZero() && d.Before(deadline) {
+		deadline = d
+	}
+	// Each deadline change is a runtime timer update: arm both directions
+	// at once when the request is written at once (no body, or a buffered
+	// one, which fits the socket buffer), and leave them be when the
+	// connection's armed ones are close enough (pool.Conn.ArmDeadline). A
+	// streamed body may take as long as the client needs, so then the write
+	// deadline is renewed per body read and the header wait starts once the
+	// body is sent.
+	if x.bodyMode == bodyStreamed {
+		_ = conn.ArmWriteDeadline(start.Add(rht), slack)
+	} else {
+		_ = conn.ArmDeadline(deadline, slack)
+	}
 	switch x.bodyMode {
 	case bodyBuffered:
 		x.req.SetBodyRaw(x.body)
@@ -443,12 +491,13 @@ func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
 		}
 		return failBeforeResponse
 	}
-	x.sentAt = time.Now()
-	deadline := x.sentAt.Add(cfg.ResponseHeaderTimeout)
-	if d := x.sreq.Deadline; !d.IsZero() && d.Before(deadline) {
-		deadline = d
+	if x.bodyMode == bodyStreamed {
+		deadline = time.Now().Add(rht)
+		if d := x.sreq.Deadline; !d.IsZero() && d.Before(deadline) {
+			deadline = d
+		}
+		_ = conn.ArmReadDeadline(deadline, slack)
 	}
-	_ = nc.SetReadDeadline(deadline)
 	br := conn.Reader()
 	if _, err := br.Peek(1); err != nil {
 		if isTimeout(err) {
@@ -464,7 +513,8 @@ func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
 		}
 		return failBadResponse
 	}
-	x.latency = time.Since(start)
+	x.now = time.Now()
+	x.latency = x.now.Sub(start)
 	return failNone
 }
 
@@ -478,15 +528,15 @@ func (x *exchange) respond() error {
 	ctx := x.ctx
 	out := &ctx.Response.Header
 	x.resp.Header.CopyTo(out)
-	stripResponseHops(out, &x.resp.Header)
+	stripResponseHops(out, &x.resp.Header, responseHeaderSet(&x.resp.Header))
 	out.SetNoDefaultContentType(true)
 	x.status = x.resp.StatusCode()
 	x.respCL = x.resp.Header.ContentLength()
 	// A body delimited by the connection's end leaves nothing to reuse.
 	x.backendDrop = x.resp.Header.ConnectionClose() || x.respCL == -2
 	x.scratch = appendVia(x.scratch[:0], x.resp.Header.PeekBytes(hdrVia), x.resp.Header.IsHTTP11())
-	out.SetBytesKV(hdrVia, x.scratch)
-	out.SetBytesKV(hdrRequestID, x.reqID)
+	out.SetCanonical(hdrVia, x.scratch)
+	out.SetCanonical(hdrRequestID, x.reqID)
 
 	if x.resp.BodyStream() == nil || x.respCL == 0 {
 		// HEAD, 1xx, 204, 304 or an empty body: the exchange is over.
@@ -496,10 +546,19 @@ func (x *exchange) respond() error {
 		return nil
 	}
 	cl := x.respCL
+	if cl > 0 && cl <= inlineBodyMax && x.conn.Reader().Buffered() >= cl {
+		return x.respondInline(cl)
+	}
 	if cl < 0 {
 		cl = -1 // chunked, or until close: the client gets chunked
 	}
-	_ = x.backendConnDeadline()
+	// The response is small when the backend's header block (what was
+	// read minus what is left of the body in the buffer, a bound on what
+	// goes to the client) plus the body fit the client write buffer with
+	// room for the headers added here: fasthttp then sends it whole in one
+	// write after the handler, with no write while the body is read.
+	hdrBytes := int(x.conn.Read()) - x.conn.Reader().Buffered()
+	x.streaming = cl < 0 || hdrBytes+cl+addedHeaderRoom > clientWriteBuffer
 	ctx.Response.SetBodyStream(&x.respBody, cl)
 	// A body that does not fit the write buffer goes out in pieces anyway;
 	// sending the headers at once lets the client start, and makes a
@@ -508,18 +567,67 @@ func (x *exchange) respond() error {
 	return nil
 }
 
-func (x *exchange) backendConnDeadline() error {
-	return x.conn.NetConn().SetReadDeadline(time.Now().Add(x.backend.Config().ResponseHeaderTimeout))
+// inlineBodyMax bounds the bodies respondInline copies.
+const inlineBodyMax = 4 << 10
+
+// respondInline answers with a small body that arrived whole with the
+// headers: it is copied into the client response and the exchange ends
+// here, before fasthttp writes to the client. This skips the body-stream
+// machinery (a copy buffer, the length-limited reader and its overrun
+// probe, the close callback) for the most common response, and gives the
+// backend connection and the scheduler slot back a client write earlier.
+// The backend's part is complete either way, so the outcome is the
+// backend's: a client that then fails to read its answer no longer turns
+// it into Ignore.
+func (x *exchange) respondInline(cl int) error {
+	if cap(x.scratch) < cl {
+		x.scratch = make([]byte, 0, inlineBodyMax) // once per pooled exchange
+	}
+	b := x.scratch[:cl]
+	if _, err := io.ReadFull(x.resp.BodyStream(), b); err != nil {
+		// Cannot happen with the bytes buffered; if it does, the
+		// connection's state is unknown and fail closes it.
+		x.bodyErr = err
+		_ = x.resp.CloseBodyStream()
+		x.done(scheduler.Failure, time.Now())
+		return errBadGateway
+	}
+	x.ctx.Response.SetBody(b) // copied: the exchange is recycled before the write
+	x.respBytes = int64(cl)
+	x.bodyDone = true
+	_ = x.resp.CloseBodyStream()
+	x.finish(nil)
+	return nil
 }
 
-// Read streams the backend's body to fasthttp. Each read renews the
-// backend read deadline and the client write deadline, so a long transfer
-// is bounded per step, not in total.
+// addedHeaderRoom bounds what respond adds to the backend's header block
+// (Via, X-Request-Id) when deciding whether a response is small.
+const addedHeaderRoom = 256
+
+// Read streams the backend's body to fasthttp. Deadlines bound each step
+// of a long transfer, not the total: the backend read deadline is renewed
+// before every read that has to go to the socket, and while streaming the
+// client write deadline before every read (each is followed by a write).
+// A read served from the buffer needs neither, and the usual small
+// response, read along with its headers, thus costs no timer update.
 func (r *respBodyReader) Read(p []byte) (int, error) {
 	x := r.x
-	now := time.Now()
-	_ = x.conn.NetConn().SetReadDeadline(now.Add(x.backend.Config().ResponseHeaderTimeout))
-	_ = x.ctx.Conn().SetWriteDeadline(now.Add(x.s.cfg.Timeouts.ClientWrite))
+	if x.respCL >= 0 && x.respBytes >= int64(x.respCL) {
+		// fasthttp reads once more after the announced length to catch an
+		// overlong body; the backend's stream says EOF there without
+		// touching the socket, and so do we, without a deadline.
+		return 0, io.EOF
+	}
+	// A chunked body may need the socket for a chunk header or CRLF even
+	// with bytes buffered; it is always streaming, so it always renews.
+	if x.streaming || x.conn.Reader().Buffered() == 0 {
+		now := time.Now()
+		rht := x.backend.Config().ResponseHeaderTimeout
+		_ = x.conn.ArmReadDeadline(now.Add(rht), rht/deadlineSlackDiv)
+		if x.streaming {
+			_ = x.ctx.Conn().SetWriteDeadline(now.Add(x.s.cfg.Timeouts.ClientWrite))
+		}
+	}
 	n, err := x.resp.BodyStream().Read(p)
 	x.respBytes += int64(n)
 	switch {
@@ -539,10 +647,12 @@ func (r *respBodyReader) Read(p []byte) (int, error) {
 func (r *respBodyReader) CloseWithError(err error) error {
 	x := r.x
 	_ = x.resp.CloseBodyStream()
-	// fasthttp manages the client's deadlines only when it sets them
-	// itself; lift ours so the next request on this connection is not
-	// cut short by it.
-	_ = x.ctx.Conn().SetWriteDeadline(time.Time{})
+	if x.streaming {
+		// fasthttp manages the client's deadlines only when it sets them
+		// itself; lift ours so the next request on this connection is not
+		// cut short by it.
+		_ = x.ctx.Conn().SetWriteDeadline(time.Time{})
+	}
 	x.finish(err)
 	return nil
 }
@@ -565,7 +675,8 @@ func (r *reqBodyReader) Read(p []byte) (int, error) {
 	now := time.Now()
 	_ = x.ctx.Conn().SetReadDeadline(now.Add(x.s.cfg.Timeouts.ClientBody))
 	if x.conn != nil {
-		_ = x.conn.NetConn().SetWriteDeadline(now.Add(x.backend.Config().ResponseHeaderTimeout))
+		rht := x.backend.Config().ResponseHeaderTimeout
+		_ = x.conn.ArmWriteDeadline(now.Add(rht), rht/deadlineSlackDiv)
 	}
 	n, err := x.clientBody.Read(p)
 	x.bodyIn += int64(n)
@@ -591,8 +702,9 @@ func (r *reqBodyReader) Read(p []byte) (int, error) {
 // the outcome, logs, and recycles the exchange. clientErr is why writing
 // to the client stopped, if it did.
 func (x *exchange) finish(clientErr error) {
+	now := time.Now()
 	if x.conn != nil {
-		x.backend.Release(x.conn, x.bodyDone && x.bodyErr == nil && !x.backendDrop)
+		x.backend.ReleaseAt(x.conn, x.bodyDone && x.bodyErr == nil && !x.backendDrop, now)
 		x.conn = nil
 	}
 	var o scheduler.Outcome
@@ -606,8 +718,8 @@ func (x *exchange) finish(clientErr error) {
 	default:
 		o = scheduler.Success
 	}
-	x.done(o)
-	x.logAccess()
+	x.done(o, now)
+	x.logAccess(now)
 	x.s.releaseExchange(x)
 }
 
@@ -617,7 +729,8 @@ func (x *exchange) fail(err error) {
 		x.backend.Release(x.conn, false)
 		x.conn = nil
 	}
-	x.done(scheduler.Ignore)
+	now := time.Now()
+	x.done(scheduler.Ignore, now)
 	var sched *scheduler.Scheduler
 	if x.svc != nil {
 		sched = x.svc.sched
@@ -625,19 +738,18 @@ func (x *exchange) fail(err error) {
 	if len(x.reqID) == 0 {
 		x.reqID = newRequestID(x.reqID[:0])
 	}
-	x.status, x.shed, x.scratch = writeError(x.ctx, err, sched, x.reqID, time.Now(), x.scratch)
-	x.logAccess()
+	x.status, x.shed, x.scratch = writeError(x.ctx, err, sched, x.reqID, now, x.scratch)
+	x.logAccess(now)
 	x.s.releaseExchange(x)
 }
 
 // logAccess writes the access-log line: zerolog appends into its pooled
 // buffer and the accessWriter copies it, so this neither allocates nor
 // makes a syscall.
-func (x *exchange) logAccess() {
+func (x *exchange) logAccess(now time.Time) {
 	if !x.s.accessOn {
 		return
 	}
-	now := time.Now()
 	e := x.s.access.Log()
 	if x.svc != nil {
 		e = e.Str("service", x.svc.name)
@@ -655,7 +767,7 @@ func (x *exchange) logAccess() {
 		Int64("bytes_in", x.bodyIn).
 		Int64("bytes_out", x.respBytes).
 		Dur("queue", queued).
-		Dur("backend", x.latency).
+		Dur("backend_latency", x.latency).
 		Dur("total", now.Sub(x.arrival)).
 		Bytes("request_id", x.reqID).
 		Str("shed", x.shed).

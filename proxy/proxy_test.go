@@ -405,7 +405,7 @@ func TestAccessLog(t *testing.T) {
 	require.NoError(t, p.Shutdown(context.Background())) // flushes
 	line := p.logs.String()
 	for _, want := range []string{`"service":"web"`, `"backend":"` + b.addr + `"`, `"method":"GET"`,
-		`"path":"/logged?x=1"`, `"status":200`, `"request_id":"log-me"`, `"queue":`, `"backend":`, `"total":`} {
+		`"path":"/logged?x=1"`, `"status":200`, `"request_id":"log-me"`, `"queue":`, `"backend_latency":`, `"total":`} {
 		assert.Contains(t, line, want)
 	}
 
@@ -486,9 +486,10 @@ func TestClientGone(t *testing.T) {
 	defer server.Close()
 	rc, err := server.(*net.TCPConn).SyscallConn()
 	require.NoError(t, err)
-	assert.False(t, clientGone(rc))
+	assert.False(t, rawClientGone(rc))
+	assert.False(t, clientGone(server))
 	_, _ = client.Write([]byte("pipelined"))
-	require.Eventually(t, func() bool { return !clientGone(rc) }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !rawClientGone(rc) }, time.Second, time.Millisecond)
 	client.Close()
 	// The FIN arrives after the data, which is still unread: peeking sees
 	// data, not EOF, so a client that pipelined then closed counts as
@@ -496,7 +497,50 @@ func TestClientGone(t *testing.T) {
 	buf := make([]byte, 9)
 	_, err = io.ReadFull(server, buf)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return clientGone(rc) }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return rawClientGone(rc) }, 5*time.Second, time.Millisecond)
+	assert.True(t, clientGone(server))
+}
+
+// TestQueuedClientGone: a request waiting in the queue whose client hangs
+// up leaves the queue (canceled) and never reaches the backend; the watch
+// stops by itself once nothing is queued.
+func TestQueuedClientGone(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		arrived <- struct{}{}
+		<-release
+		ctx.WriteString("ok") //nolint:errcheck
+	})
+	cfg := oneService(b.addr)
+	require.NoError(t, cfg.Queue.Limit.UnmarshalText([]byte("static:1")))
+	cfg.Queue.QueueTimeout = 30 * time.Second
+	p := startProxy(t, cfg)
+	sched := p.services[0].sched
+
+	first := make(chan int, 1)
+	go func() {
+		resp, _ := get(t, p.addr, "/first")
+		first <- resp.StatusCode
+	}()
+	<-arrived // the one slot is taken
+
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	_, err = io.WriteString(c, "GET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sched.Stats().Queued[scheduler.Normal] == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return sched.Stats().Canceled == 1 }, 5*time.Second, time.Millisecond)
+
+	close(release)
+	assert.Equal(t, 200, <-first)
+	assert.EqualValues(t, 1, b.hits.Load(), "the abandoned request never reached the backend")
+	require.Eventually(t, func() bool {
+		p.watch.mu.Lock()
+		defer p.watch.mu.Unlock()
+		return !p.watch.running && len(p.watch.waiting) == 0
+	}, 5*time.Second, time.Millisecond)
 }
 
 func TestPoolReusesConnections(t *testing.T) {
@@ -546,6 +590,79 @@ func TestConfigValidate(t *testing.T) {
 	d := Config{}.WithDefaults()
 	assert.Equal(t, DefaultClientHeader, d.Timeouts.ClientHeader)
 	assert.Equal(t, pool.DefaultMaxConns, d.Pool.MaxConns)
+}
+
+// TestHeaderBits: bit i of a headerSet is hopHeaders[i] (delHops relies on
+// it), names match in any case, and look-alikes do not.
+func TestHeaderBits(t *testing.T) {
+	for i, h := range hopHeaders {
+		assert.Equal(t, headerSet(1)<<i, headerBit(h), "%s", h)
+		assert.Equal(t, headerSet(1)<<i, headerBit([]byte(strings.ToLower(string(h)))), "%s", h)
+		assert.NotZero(t, headerBit(h)&setHops)
+	}
+	assert.Equal(t, setExpect, headerBit([]byte("expect")))
+	assert.Equal(t, setContentLength, headerBit([]byte("CONTENT-LENGTH")))
+	for _, k := range []string{"", "Te-", "Via", "X-Connectio", "Connexion", "Keep-Alivf", "Host", "Upgrades"} {
+		assert.Zero(t, headerBit([]byte(k)), k)
+	}
+	set, err := scanRawHeaders([]byte("Host: a\r\nconnection: close\r\nUPGRADE: h2c\r\nX-Keep: 1\r\n\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, setConnection|setUpgrade, set)
+
+	var resp fasthttp.Response
+	require.NoError(t, resp.Read(bufio.NewReader(strings.NewReader(
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nX-A: b\r\n\r\nok"))))
+	assert.Equal(t, setKeepAlive|setProxyAuthenticate, responseHeaderSet(&resp.Header)&setHops)
+}
+
+// TestCanonicalHeaderNames: the names the proxy sets with SetCanonical are
+// what fasthttp's normalisation makes of them, so they replace what a
+// client or backend sent under any spelling.
+func TestCanonicalHeaderNames(t *testing.T) {
+	for _, k := range [][]byte{hdrXForwardedFor, hdrXForwardedProto, hdrXForwardedHost, hdrVia, hdrRequestID} {
+		var h fasthttp.RequestHeader
+		h.Set(strings.ToLower(string(k)), "client")
+		h.SetCanonical(k, []byte("proxy"))
+		n := 0
+		for key, v := range h.All() {
+			if strings.EqualFold(string(key), string(k)) {
+				n++
+				assert.Equal(t, string(k), string(key))
+				assert.Equal(t, "proxy", string(v))
+			}
+		}
+		assert.Equal(t, 1, n, "%s set once", k)
+	}
+}
+
+// TestBackendAddr: errors quote the backend as the user wrote it, never
+// the URL it was completed to.
+func TestBackendAddr(t *testing.T) {
+	for _, tc := range []struct{ in, addr, err string }{
+		{"http://127.0.0.1:9001", "127.0.0.1:9001", ""},
+		{"127.0.0.1:9001", "127.0.0.1:9001", ""},
+		{"http://origin.test", "origin.test:80", ""},
+		{"http://[::1]:8080/", "[::1]:8080", ""},
+		{"htp:/x", "", `"htp:/x": a backend URL has no path or query`},
+		{"ftp://x", "", `"ftp://x": scheme "ftp" is not supported`},
+		{"http://", "", `"http://" has no host`},
+		{"http://a:b:c", "", `"http://a:b:c" is not a URL`},
+		{"a b:1", "", `"a b:1" is not a URL`},
+		{"http://x/p?q", "", `"http://x/p?q": a backend URL has no path or query`},
+	} {
+		addr, err := backendAddr(tc.in)
+		if tc.err == "" {
+			assert.NoError(t, err, tc.in)
+			assert.Equal(t, tc.addr, addr, tc.in)
+			continue
+		}
+		if assert.Error(t, err, tc.in) {
+			assert.Contains(t, err.Error(), tc.err)
+			if !strings.Contains(tc.in, "://") {
+				assert.NotContains(t, err.Error(), "http://", "a value the user never wrote")
+			}
+		}
+	}
 }
 
 func TestRouting(t *testing.T) {

@@ -39,6 +39,7 @@ type Server struct {
 	maxBody  int64
 
 	exchanges sync.Pool
+	watch     queueWatch // queued requests' clients, for hang-ups
 
 	// Protected by mu.
 	mu     sync.Mutex
@@ -186,6 +187,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Pools close after the front end: in-flight requests still use them.
 	// Any connection still in use when ctx ended is closed on release.
 	s.closePools()
+	s.watch.close()
 	if s.alog != nil {
 		s.alog.Close()
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -216,23 +217,29 @@ func (c *Config) Validate() error {
 }
 
 // backendAddr turns a backend URL ("http://host:port", "http://host" or
-// "host:port") into a dial address.
-func backendAddr(raw string) (string, error) {
+// "host:port") into a dial address. Errors quote the value as given, not
+// the URL it was completed to.
+func backendAddr(given string) (string, error) {
+	raw := given
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("%q is not a URL: %v", raw, err)
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without url.Error's copy of the completed URL
+		}
+		return "", fmt.Errorf("%q is not a URL: %v", given, err)
 	}
 	if u.Scheme != "http" {
-		return "", fmt.Errorf("%q: scheme %q is not supported (http only)", raw, u.Scheme)
+		return "", fmt.Errorf("%q: scheme %q is not supported (http only)", given, u.Scheme)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return "", fmt.Errorf("%q has no host", raw)
+		return "", fmt.Errorf("%q has no host", given)
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return "", fmt.Errorf("%q: a backend URL has no path or query", raw)
+		return "", fmt.Errorf("%q: a backend URL has no path or query", given)
 	}
 	port := u.Port()
 	if port == "" {

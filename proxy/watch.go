@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"net"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -10,65 +12,165 @@ import (
 // watchInterval is how often a queued request's client socket is checked.
 const watchInterval = 25 * time.Millisecond
 
-// clientWatch cancels a queued request's context when its client hangs up.
-// fasthttp does not notice a disconnect while the handler runs, and a
-// request waiting in the queue would otherwise hold its place (and later a
-// backend slot) for nobody. It peeks at the socket without consuming
-// anything, so pipelined bytes stay for fasthttp. Only queued requests pay
-// for a watcher; requests admitted at once never start one.
-type clientWatch struct {
-	rc     syscall.RawConn
-	cancel context.CancelFunc
-	stop   chan struct{}
-	done   chan struct{}
+// queueWatch cancels queued requests whose clients hang up. fasthttp does
+// not notice a disconnect while the handler runs, and a request waiting in
+// the queue would otherwise hold its place (and later a backend slot) for
+// nobody. It peeks at each socket without consuming anything, so pipelined
+// bytes stay for fasthttp.
+//
+// Under a steady load with an adaptive limit below the number of client
+// connections, every request waits in the queue for a moment, so this sits
+// on the hot path. One goroutine per Server therefore watches all queued
+// requests, instead of a goroutine, a ticker and a context per request
+// (measured: about a tenth of the CPU per request, plus garbage). Entering
+// and leaving the watch is a short critical section and a slice swap; the
+// goroutine runs only while something is queued and stops at the first tick
+// that finds the set empty.
+type queueWatch struct {
+	// Protected by mu.
+	mu      sync.Mutex
+	waiting []*waitCtx // each knows its index in waiting
+	running bool       // the loop goroutine exists
+	closed  bool
+	done    chan struct{} // closed when the loop goroutine exits; valid while running
 }
 
-// startClientWatch returns nil when c offers no raw socket (in-memory
-// connections in tests and benchmarks).
-func startClientWatch(c net.Conn, cancel context.CancelFunc) *clientWatch {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	w := &clientWatch{rc: rc, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
-	go w.loop()
-	return w
+// waitCtx is the context a queued request waits with. It lives in its
+// exchange and is reused: its Done channel is made once and replaced only
+// after it was closed by a cancel, which is rare, so waiting allocates
+// nothing in steady state.
+//
+// Owned by the exchange, except that while it is registered in a
+// queueWatch, cancel may be called by the watch under queueWatch.mu.
+type waitCtx struct {
+	done     chan struct{}
+	canceled atomic.Bool
+	conn     net.Conn  // the client connection to peek at
+	since    time.Time // the request's arrival
+	idx      int       // position in queueWatch.waiting, -1 when not registered
 }
 
-func (w *clientWatch) loop() {
-	defer close(w.done)
+func newWaitCtx() waitCtx { return waitCtx{done: make(chan struct{}), idx: -1} }
+
+// context.Context. The queue never reads a deadline or values from it: the
+// request's deadline travels in scheduler.Request.
+func (c *waitCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *waitCtx) Done() <-chan struct{}       { return c.done }
+func (c *waitCtx) Value(any) any               { return nil }
+func (c *waitCtx) Err() error {
+	if c.canceled.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// cancel is called with queueWatch.mu held, at most once per registration.
+func (c *waitCtx) cancel() {
+	if c.canceled.CompareAndSwap(false, true) {
+		close(c.done)
+	}
+}
+
+// reset readies c for the next request; it is unregistered, so nothing
+// else refers to it.
+func (c *waitCtx) reset() {
+	c.conn = nil
+	if c.canceled.Load() {
+		c.done = make(chan struct{})
+		c.canceled.Store(false)
+	}
+}
+
+// add starts watching c's client; it returns false (and watches nothing)
+// once the watch is closed.
+func (q *queueWatch) add(c *waitCtx, conn net.Conn, since time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	c.conn, c.since = conn, since
+	c.idx = len(q.waiting)
+	q.waiting = append(q.waiting, c)
+	if !q.running {
+		q.running = true
+		q.done = make(chan struct{})
+		go q.loop(q.done)
+	}
+	return true
+}
+
+// remove stops watching c. After it returns the watch no longer touches c:
+// no cancel can come later.
+func (q *queueWatch) remove(c *waitCtx) {
+	q.mu.Lock()
+	if i := c.idx; i >= 0 {
+		last := len(q.waiting) - 1
+		q.waiting[i] = q.waiting[last]
+		q.waiting[i].idx = i
+		q.waiting[last] = nil
+		q.waiting = q.waiting[:last]
+		c.idx = -1
+	}
+	q.mu.Unlock()
+}
+
+func (q *queueWatch) loop(done chan struct{}) {
+	defer close(done)
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-w.stop:
+	for range t.C {
+		q.mu.Lock()
+		if len(q.waiting) == 0 || q.closed {
+			q.running = false
+			q.mu.Unlock()
 			return
-		case <-t.C:
-			if clientGone(w.rc) {
-				w.cancel()
-				return
+		}
+		// Peeking is a non-blocking syscall per queued request; holding
+		// mu over it keeps remove's promise simple, and the set is small
+		// (bounded by the queue). Requests that arrived within the last
+		// interval are skipped: their clients were there a moment ago, and
+		// under a steady load nearly every request leaves the queue long
+		// before it would be peeked at.
+		now := time.Now()
+		for _, c := range q.waiting {
+			if now.Sub(c.since) >= watchInterval && !c.canceled.Load() && clientGone(c.conn) {
+				c.cancel()
 			}
 		}
+		q.mu.Unlock()
 	}
 }
 
-// Stop ends the watch and waits for it.
-func (w *clientWatch) Stop() {
-	if w == nil {
-		return
+// close stops the goroutine and refuses later registrations; requests
+// still queued then wait without a watch.
+func (q *queueWatch) close() {
+	q.mu.Lock()
+	q.closed = true
+	running, done := q.running, q.done
+	q.mu.Unlock()
+	if running {
+		<-done
 	}
-	close(w.stop)
-	<-w.done
 }
 
 // clientGone peeks one byte: 0 bytes and no error is EOF (the client shut
 // down or closed), a hard error is a reset; EAGAIN means still there, and
-// data means still there (pipelined or body bytes).
-func clientGone(rc syscall.RawConn) bool {
+// data means still there (pipelined or body bytes). A connection without a
+// raw socket (in-memory listeners in tests and benchmarks) is never gone.
+func clientGone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true // closed already
+	}
+	return rawClientGone(rc)
+}
+
+func rawClientGone(rc syscall.RawConn) bool {
 	gone := false
 	var buf [1]byte
 	err := rc.Read(func(fd uintptr) bool {
