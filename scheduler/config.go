@@ -52,22 +52,23 @@ type Config struct {
 	// weights for the fair queue and for their share of the queue. Missing
 	// tenants have weight 1.
 	TenantWeights TenantWeights `yaml:"tenant_weights"`
-	// CoDelTarget is the sojourn time above which the queue counts as
-	// standing: with codel, requests that waited longer are shed from the
-	// head. Default 5ms; 0 means the default.
+	// CoDelTarget is, with codel, the sojourn time above which requests
+	// are shed from the head once the queue stands. Default 5ms; 0 means
+	// the default.
 	CoDelTarget time.Duration `yaml:"codel_target"`
-	// CoDelInterval is how long the queue must stay non-empty (the minimum
-	// sojourn above target) before it counts as standing, which switches
-	// adaptive-lifo to newest-first and codel to shedding. Default 100ms;
-	// 0 means the default.
+	// CoDelInterval is, with codel, how long the queue must stay non-empty
+	// before it counts as standing and codel starts shedding; with
+	// adaptive-lifo, how long a class must have been left empty before an
+	// overload is forgotten. Default 100ms; 0 means the default.
 	CoDelInterval time.Duration `yaml:"codel_interval"`
 	// StandingTimeout is, with adaptive-lifo, the longest a flooding
-	// tenant's request may wait once the queue stands: older ones are shed
-	// (ErrQueueTimeout) instead of served, as in Facebook's adaptive LIFO
-	// with CoDel, where a standing queue's timeout drops to a short value.
-	// Without it, whatever is left when the pressure stops is served newest
-	// first down to requests nearly QueueTimeout old. Default 25ms; 0 means
-	// the default.
+	// tenant's request may wait while its class is overloaded (its backlog
+	// is more than the backends serve in half the class's queue timeout):
+	// older ones are shed (ErrQueueTimeout) instead of served, as in
+	// Facebook's adaptive LIFO with CoDel, where a standing queue's timeout
+	// drops to a short value. Without it, whatever is left when the
+	// pressure stops is served newest first down to requests nearly
+	// QueueTimeout old. Default 25ms; 0 means the default.
 	StandingTimeout time.Duration `yaml:"standing_timeout"`
 }
 
@@ -192,7 +193,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.QueueTimeout, "queue-timeout", c.QueueTimeout,
 		"longest a request may wait in the queue before a 503 (0 = 500ms)")
 	fs.TextVar(&c.Discipline, "queue-discipline", c.Discipline,
-		"queue order: fifo, codel (shed waits over --codel-target once the queue stands) or adaptive-lifo (newest first while the queue stands) (default adaptive-lifo)")
+		"queue order: fifo, codel (shed waits over --codel-target once the queue stands) or adaptive-lifo (newest first while overloaded: more queued than the backends serve in half the queue timeout) (default adaptive-lifo)")
 	fs.TextVar(&c.Limit, "limit", c.Limit,
 		"per-backend concurrency limit: adaptive (gradient), aimd, vegas, or static:N (default adaptive)")
 	fs.IntVar(&c.LimitMin, "limit-min", c.LimitMin,
@@ -206,11 +207,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.TenantWeights, "tenant-weights",
 		"fair-queue weights per tenant identity, e.g. a=2,b=1 (others weigh 1)")
 	fs.DurationVar(&c.CoDelTarget, "codel-target", c.CoDelTarget,
-		"queue wait above which the queue counts as standing (0 = 5ms)")
+		"codel: queue wait above which requests are shed once the queue stands (0 = 5ms)")
 	fs.DurationVar(&c.CoDelInterval, "codel-interval", c.CoDelInterval,
-		"how long the queue must stay above --codel-target to count as standing (0 = 100ms)")
+		"codel: how long the queue must stay non-empty to count as standing; adaptive-lifo: how long a class must stay empty to end an overload (0 = 100ms)")
 	fs.DurationVar(&c.StandingTimeout, "standing-timeout", c.StandingTimeout,
-		"adaptive-lifo: longest a flooding tenant's request may wait once the queue stands; older ones get a 503 (0 = 25ms)")
+		"adaptive-lifo: longest a flooding tenant's request may wait while its class is overloaded; older ones get a 503 (0 = 25ms)")
 }
 
 // Discipline orders the waiting requests of one tenant within a class.
@@ -224,8 +225,9 @@ const (
 	// DisciplineCoDel serves the oldest first and, once the queue has
 	// stood for CoDelInterval, sheds requests that waited over CoDelTarget.
 	DisciplineCoDel
-	// DisciplineAdaptiveLIFO serves the oldest first while the queue drains
-	// and the newest first once it stands, so admitted requests are fresh.
+	// DisciplineAdaptiveLIFO serves the oldest first while the queue can
+	// be served in time and the newest first once it is overloaded, so
+	// admitted requests are fresh.
 	DisciplineAdaptiveLIFO
 )
 

@@ -31,12 +31,16 @@ func (s *Scheduler) nextLocked(now time.Time) *waiter {
 		}
 		return w
 	case DisciplineAdaptiveLIFO:
-		// While the queue stands, serve the newest: it is the one most
-		// likely to still have a client waiting and to finish within its
-		// deadline, and the old ones behind it time out instead of
-		// everyone being served late.
+		// While the class is overloaded (overloadedLocked: its backlog is
+		// more than the backends can serve in half a queue timeout),
+		// serve the newest: it is the one most likely to still have a
+		// client waiting and to finish within its deadline, and the old
+		// ones behind it time out instead of everyone being served late.
+		// Short of that, oldest first: a transient backlog (Poisson load
+		// near capacity) is served in time that way, where newest first
+		// let its oldest requests time out (0.8% refused at 0.9×).
 		//
-		// And, as in Facebook's adaptive LIFO with CoDel, a standing
+		// And, as in Facebook's adaptive LIFO with CoDel, an overloaded
 		// queue's timeout is short: a request that waited longer than
 		// StandingTimeout is shed instead of served. LIFO alone only
 		// postpones the old requests: when the pressure stops (a burst
@@ -50,14 +54,15 @@ func (s *Scheduler) nextLocked(now time.Time) *waiter {
 		// requests, it would count as sparse again and be served before
 		// the tenants within their share.
 		//
-		// Newest first applies to every tenant of a standing class, not
-		// only to flooding ones: the order inside a tenant's own backlog
-		// is nobody else's business, and a flooding tenant whose backlog
-		// was just shed in one go starts again with a short one that
-		// must not be served oldest first while it grows. The shedding
-		// applies only to a backlogged tenant, so a tenant within its
-		// share does not lose requests to someone else's flood.
-		if cq.standing(now, s.cfg.CoDelInterval) {
+		// Newest first applies to every tenant of an overloaded class,
+		// not only to flooding ones: the order inside a tenant's own
+		// backlog is nobody else's business, and a flooding tenant whose
+		// backlog was just shed in one go starts again with a short one
+		// that must not be served oldest first while it grows. The
+		// shedding applies only to a backlogged tenant, so a tenant
+		// within its share does not lose requests to someone else's
+		// flood.
+		if s.overloadedLocked(c, now) {
 			w := l.tail
 			if now.Sub(w.arrived) > s.cfg.StandingTimeout && t.backlogged(c, cq) {
 				s.refuseLocked(w, ErrQueueTimeout, true)

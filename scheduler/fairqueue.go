@@ -136,6 +136,10 @@ type classQueue struct {
 	nonEmptySince time.Time
 	stand         bool
 	lastPop       time.Time // last release or shed from this class
+	// over is set once the class is overloaded (overloadedLocked) and,
+	// like stand, cleared only once the class has been left empty for an
+	// interval: the backlog of an overload is stale however it drains.
+	over bool
 }
 
 const (
@@ -185,8 +189,9 @@ func (r *ring) remove(c Class, t *tenant) {
 
 func (cq *classQueue) push(c Class, t *tenant, w *waiter, now time.Time, interval time.Duration) {
 	if cq.n == 0 {
-		if cq.stand && now.Sub(cq.lastPop) >= interval {
+		if now.Sub(cq.lastPop) >= interval {
 			cq.stand = false
+			cq.over = false
 		}
 		if !cq.stand {
 			cq.nonEmptySince = now

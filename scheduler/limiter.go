@@ -14,15 +14,16 @@ type limiter interface {
 	// sample teaches the limiter one finished request: its latency to the
 	// response headers, the backend's in-flight count just before it
 	// finished, and whether it failed (an overload signal).
-	sample(now time.Time, rtt time.Duration, inflight int, failed bool)
+	// clean says the request ran with at most LimitMin in flight on its
+	// backend from start to end (a baseline sample).
+	sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool)
 }
 
 // limiterParams are the knobs shared by the adaptive limiters.
 type limiterParams struct {
 	min, max int
-	// probeEvery is how often the limiter drops to min to re-measure the
-	// backend's unloaded latency; probeSamples is how many clean samples
-	// that takes.
+	// probeEvery is how often the limiter re-measures the backend's
+	// unloaded latency; probeSamples is how many clean samples that takes.
 	probeEvery   time.Duration
 	probeSamples int
 }
@@ -57,56 +58,69 @@ const (
 // staticLimiter is a fixed limit, like HAProxy's maxconn.
 type staticLimiter int
 
-func (s staticLimiter) limit() int                               { return int(s) }
-func (staticLimiter) sample(time.Time, time.Duration, int, bool) {}
+func (s staticLimiter) limit() int                                     { return int(s) }
+func (staticLimiter) sample(time.Time, time.Duration, int, bool, bool) {}
 
 // baseline measures a backend's unloaded latency (the "minRTT" that the
 // adaptive limiters compare recent latency against). Inferring it from the
 // lowest latency seen under load does not work against a backend that
 // shares its capacity among requests: if the limit is too high, every
-// request is slow and the minimum is wrong forever. So, like Envoy's
-// adaptive concurrency filter, it periodically holds concurrency at min for
-// a few requests and measures the median latency of requests that ran
-// entirely inside that quiet period.
+// request is slow and the minimum is wrong forever. So it takes the median
+// latency of clean requests: requests that ran entirely with at most min
+// in flight (the scheduler tells, see backend.busyAt).
+//
+// A probe is passive first: at light load most requests are clean, and
+// the baseline comes for free while the limit stays where it is. Only if
+// the probe sees grace samples without collecting enough clean ones (the
+// backend is busy) does it turn active and, like Envoy's adaptive
+// concurrency filter, hold concurrency at min until it has them. Holding
+// at min from the start instead made the first requests of an unloaded
+// gateway queue behind two slots: p99 41–52 ms through Sluice against
+// 22–30 ms direct.
 type baseline struct {
 	p limiterParams
 
 	rtt       time.Duration // 0 until the first probe completes
 	probing   bool
-	quietFrom time.Time // first instant in-flight was <= min during the probe; zero: not yet
+	active    bool // holding concurrency at min
+	seen      int  // samples since the probe started
 	nextProbe time.Time
 	buf       [32]time.Duration
 	n         int
 }
 
-func (b *baseline) start(now time.Time) {
+// probeGraceFactor × probeSamples samples without a baseline turn a
+// passive probe active: under load a clean sample is rare, and waiting
+// longer only postpones the adaptation.
+const probeGraceFactor = 4
+
+func (b *baseline) start() {
 	b.probing = true
-	b.quietFrom = time.Time{}
+	b.active = false
+	b.seen = 0
 	b.n = 0
 }
 
-// observe feeds a sample to the probe; it reports whether the sample
-// belongs to the probe (and so must not be used to adapt the limit).
-func (b *baseline) observe(now time.Time, rtt time.Duration, inflight int, failed bool) bool {
+// holding reports whether the limit must be min (an active probe).
+func (b *baseline) holding() bool { return b.probing && b.active }
+
+// observe feeds a sample to the probe; it reports whether the sample must
+// not be used to adapt the limit (there is no baseline yet, or the limit
+// is held at min and says nothing of the backend's capacity).
+func (b *baseline) observe(now time.Time, rtt time.Duration, failed, clean bool) bool {
 	if !b.probing {
-		if !now.Before(b.nextProbe) {
-			b.start(now)
-		} else {
+		if now.Before(b.nextProbe) {
 			return false
 		}
+		b.start()
 	}
-	if b.quietFrom.IsZero() {
-		if inflight-1 <= b.p.min {
-			b.quietFrom = now
-		}
-		return true
-	}
-	if failed || now.Add(-rtt).Before(b.quietFrom) {
-		return true // started before the quiet period: shared the backend with more
-	}
+	exclude := b.active || b.rtt == 0
+	b.seen++
 	want := min(b.p.probeSamples, len(b.buf))
-	b.buf[b.n] = rtt
-	b.n++
+	if clean && !failed {
+		b.buf[b.n] = rtt
+		b.n++
+	}
 	if b.n >= want {
 		s := b.buf[:b.n]
 		// Insertion sort: a few elements, and no allocation.
@@ -116,10 +130,21 @@ func (b *baseline) observe(now time.Time, rtt time.Duration, inflight int, faile
 			}
 		}
 		b.rtt = max(s[len(s)/2], time.Microsecond)
-		b.probing = false
+		b.probing, b.active = false, false
 		b.nextProbe = now.Add(b.p.probeEvery)
+		return true
 	}
-	return true
+	if !b.active && b.seen >= probeGraceFactor*want {
+		b.active = true
+	}
+	return exclude
+}
+
+// initialLimit is where an adaptive limit starts before it knows the
+// backend: modest (2×min, at least 4), so that an unloaded backend is not
+// queued for while the passive probe runs, and a small one is not swamped.
+func initialLimit(p limiterParams) float64 {
+	return float64(min(max(2*p.min, 4), p.max))
 }
 
 // window aggregates samples between limit updates. A window closes after
@@ -183,21 +208,21 @@ type gradientLimiter struct {
 const gradientTolerance = 0.1
 
 func newGradient(p limiterParams, now time.Time) *gradientLimiter {
-	g := &gradientLimiter{base: baseline{p: p}, lim: float64(p.min), tolerance: gradientTolerance}
-	g.base.start(now)
+	g := &gradientLimiter{base: baseline{p: p}, lim: initialLimit(p), tolerance: gradientTolerance}
+	g.base.start()
 	g.win.reset(now)
 	return g
 }
 
 func (g *gradientLimiter) limit() int {
-	if g.base.probing {
+	if g.base.holding() {
 		return g.base.p.min
 	}
 	return int(g.lim)
 }
 
-func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed bool) {
-	if g.base.observe(now, rtt, inflight, failed) {
+func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
+	if g.base.observe(now, rtt, failed, clean) {
 		g.win.reset(now)
 		return
 	}
@@ -240,21 +265,21 @@ type aimdLimiter struct {
 }
 
 func newAIMD(p limiterParams, now time.Time) *aimdLimiter {
-	a := &aimdLimiter{base: baseline{p: p}, lim: float64(p.min)}
-	a.base.start(now)
+	a := &aimdLimiter{base: baseline{p: p}, lim: initialLimit(p)}
+	a.base.start()
 	a.win.reset(now)
 	return a
 }
 
 func (a *aimdLimiter) limit() int {
-	if a.base.probing {
+	if a.base.holding() {
 		return a.base.p.min
 	}
 	return int(a.lim)
 }
 
-func (a *aimdLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed bool) {
-	if a.base.observe(now, rtt, inflight, failed) {
+func (a *aimdLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
+	if a.base.observe(now, rtt, failed, clean) {
 		a.win.reset(now)
 		return
 	}
@@ -284,21 +309,21 @@ type vegasLimiter struct {
 }
 
 func newVegas(p limiterParams, now time.Time) *vegasLimiter {
-	v := &vegasLimiter{base: baseline{p: p}, lim: float64(p.min), alpha: 2, beta: 4}
-	v.base.start(now)
+	v := &vegasLimiter{base: baseline{p: p}, lim: initialLimit(p), alpha: 2, beta: 4}
+	v.base.start()
 	v.win.reset(now)
 	return v
 }
 
 func (v *vegasLimiter) limit() int {
-	if v.base.probing {
+	if v.base.holding() {
 		return v.base.p.min
 	}
 	return int(v.lim)
 }
 
-func (v *vegasLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed bool) {
-	if v.base.observe(now, rtt, inflight, failed) {
+func (v *vegasLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
+	if v.base.observe(now, rtt, failed, clean) {
 		v.win.reset(now)
 		return
 	}

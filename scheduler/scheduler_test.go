@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 )
@@ -255,7 +256,7 @@ func TestLimiters(t *testing.T) {
 				c := l.limit() // saturated: always at the limit
 				rtt := 20 * time.Millisecond * time.Duration(max(4, c)) / 4
 				now = now.Add(rtt / time.Duration(c))
-				l.sample(now, rtt, c, false)
+				l.sample(now, rtt, c, false, c <= cfg.LimitMin)
 			}
 			if got := l.limit(); got < 4 || got > 10 {
 				t.Errorf("settled at %d, want near the knee (4..10)", got)
@@ -263,13 +264,107 @@ func TestLimiters(t *testing.T) {
 			before := l.limit()
 			for range 20 {
 				now = now.Add(10 * time.Millisecond)
-				l.sample(now, 20*time.Millisecond, before, true)
+				l.sample(now, 20*time.Millisecond, before, true, false)
 			}
 			if l.limit() >= before && before > cfg.LimitMin {
 				t.Errorf("failures did not lower the limit (%d -> %d)", before, l.limit())
 			}
 		})
 	}
+}
+
+// TestBaselineProbe checks that the baseline probe is passive while the
+// backend is lightly loaded (the limit never drops to LimitMin), turns
+// active when the backend stays busy, and takes only clean samples: those
+// that ran with at most LimitMin in flight from start to end.
+func TestBaselineProbe(t *testing.T) {
+	const rtt = 20 * time.Millisecond
+	base := func(s *Scheduler) time.Duration { return s.backends[0].lim.(*gradientLimiter).base.rtt }
+	limit := func(s *Scheduler) int { return s.Stats().Backends[0].Limit }
+
+	t.Run("passive when unloaded", func(t *testing.T) {
+		s, err := newAt(Config{}, 1, simEpoch)
+		require.NoError(t, err)
+		require.Equal(t, 4, limit(s), "initial limit")
+		now := simEpoch
+		for i := range defaultProbeSamples / 2 {
+			// One request at a time, and a second one overlapping it:
+			// two in flight is still within LimitMin, so both are clean.
+			a, ok := s.TryAdmit(&Request{}, now)
+			require.True(t, ok)
+			b, ok := s.TryAdmit(&Request{}, now.Add(time.Millisecond))
+			require.True(t, ok)
+			require.Equal(t, 4, limit(s), "limit held during the passive probe (request %d)", i)
+			now = now.Add(rtt)
+			s.Done(a, Success, rtt, now)
+			s.Done(b, Success, rtt-time.Millisecond, now)
+			now = now.Add(time.Millisecond)
+		}
+		require.Equal(t, rtt, base(s), "median of the clean samples")
+		require.Equal(t, 4, limit(s))
+	})
+
+	t.Run("dirty samples are not the baseline", func(t *testing.T) {
+		s, err := newAt(Config{}, 1, simEpoch)
+		require.NoError(t, err)
+		now := simEpoch
+		// Three in flight at once: every sample is dirty, however fast.
+		for range (probeGraceFactor*defaultProbeSamples - 1) / 3 {
+			var ts [3]Ticket
+			for j := range ts {
+				var ok bool
+				ts[j], ok = s.TryAdmit(&Request{}, now)
+				require.True(t, ok)
+			}
+			now = now.Add(rtt)
+			for _, tk := range ts {
+				s.Done(tk, Success, time.Millisecond, now)
+			}
+		}
+		require.Zero(t, base(s))
+		require.Equal(t, 4, limit(s), "still passive within the grace period")
+		// One clean sample is not a baseline; the grace is over.
+		tk, _ := s.TryAdmit(&Request{}, now)
+		now = now.Add(rtt)
+		s.Done(tk, Success, time.Millisecond, now)
+		require.Equal(t, 2, limit(s), "grace over: the probe holds at LimitMin")
+
+		// Active: at most two in flight, so every sample is clean.
+		for range defaultProbeSamples / 2 {
+			a, ok := s.TryAdmit(&Request{}, now)
+			require.True(t, ok)
+			b, ok := s.TryAdmit(&Request{}, now)
+			require.True(t, ok)
+			_, ok = s.TryAdmit(&Request{}, now)
+			require.False(t, ok, "held at LimitMin")
+			now = now.Add(rtt)
+			s.Done(a, Success, rtt, now)
+			s.Done(b, Success, rtt, now)
+		}
+		require.Equal(t, rtt, base(s))
+		require.Equal(t, 4, limit(s), "back to the limit it had")
+	})
+
+	t.Run("overlap with a busy admission is dirty", func(t *testing.T) {
+		s, err := newAt(Config{}, 1, simEpoch)
+		require.NoError(t, err)
+		now := simEpoch
+		a, _ := s.TryAdmit(&Request{}, now)
+		b, _ := s.TryAdmit(&Request{}, now)
+		c, _ := s.TryAdmit(&Request{}, now.Add(time.Millisecond)) // 3 > LimitMin: a and b are dirty
+		now = now.Add(rtt)
+		for _, tk := range []Ticket{a, b, c} {
+			s.Done(tk, Success, 5*time.Second, now)
+		}
+		// Fifteen clean samples of rtt and one more: had the three dirty
+		// ones counted, the median would be 5s.
+		for range defaultProbeSamples {
+			tk, _ := s.TryAdmit(&Request{}, now.Add(time.Millisecond))
+			now = now.Add(rtt)
+			s.Done(tk, Success, rtt, now)
+		}
+		require.Equal(t, rtt, base(s))
+	})
 }
 
 func TestConfig(t *testing.T) {

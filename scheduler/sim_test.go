@@ -300,6 +300,17 @@ func TestSimulationGoals(t *testing.T) {
 			t.Errorf("%gx: p99 %v, want <= 3 × unloaded p99 %v", f, p, base)
 		}
 	}
+	// Below capacity every request can be served in time, so none may be
+	// refused: a transient Poisson backlog is not overload.
+	for _, f := range []float64{0.5, 0.8, 0.9} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			spec := simOverload(cfg, f)
+			spec.seed = seed
+			if r := runSim(t, spec); len(r.refused) != 0 {
+				t.Errorf("%gx seed %d: refused %v of %d, want none below capacity", f, seed, r.refused, r.sent)
+			}
+		}
+	}
 	r := runSim(t, simPriority(cfg))
 	t.Logf("priority: critical success %.4f low %.4f", r.streamSuccess(0), r.streamSuccess(1))
 	if c := r.streamSuccess(0); c < 0.999 {
@@ -364,17 +375,21 @@ func BenchmarkSimulationTable(b *testing.B) {
 	fmt.Print(out)
 }
 
-// TestSimulationAbruptEnd is the overload of TestSimulationGoals with the
-// load ending at once, so the backlog left in the queue drains with no new
-// arrivals. Adaptive LIFO then works down through ever older requests;
-// without a bound on waits in a standing queue it serves the oldest (up
-// to QueueTimeout old) last, and they dominate the tail.
+// TestSimulationAbruptEnd is the overload of TestSimulationGoals shaped
+// like a real load test: measured from the first request (the start of
+// the overload, while the queue builds up and is still served oldest
+// first) to an abrupt end, so that the backlog left in the queue drains
+// with no new arrivals. Adaptive LIFO then works down through ever older
+// requests; without a bound on waits in an overloaded queue it serves the
+// oldest (up to QueueTimeout old) last, and they dominate the tail. And
+// the later the overload is recognised, the more requests the start
+// serves late.
 func TestSimulationAbruptEnd(t *testing.T) {
 	cfg := Config{}
 	base := runSim(t, simUnloaded(cfg)).p(0.99)
 	for _, f := range []float64{3, 6} {
 		spec := simOverload(cfg, f)
-		spec.abrupt = true
+		spec.warm, spec.measure, spec.abrupt = 0, 12*time.Second, true
 		r := runSim(t, spec)
 		t.Logf("%gx abrupt end: goodput %.3f p99 %v max %v refused %v", f, r.goodput(), r.p(0.99), r.p(1), r.refused)
 		if p := r.p(0.99); p > 3*base {
