@@ -717,19 +717,43 @@ func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.
 // 3× and is all but unreachable at 0.9× (sim_test.go). Waiting an interval
 // more kept the start of every overload oldest first for 225 ms, and
 // those late requests set the p99 end to end (115 ms at 3×).
+//
+// The latch also lets go once the backlog has stayed under a quarter of
+// that threshold for a CoDelInterval while the class never emptied: a
+// closed-loop client (a fixed number of connections, each sending its next
+// request when the last is answered) keeps a short queue that never
+// empties, and a single slow moment (a stall of the gateway, a burst of
+// slow responses lowering the drain rate) latched it overloaded for good.
+// Newest first then starved its oldest requests until they timed out, 503s
+// in front of an origin with room to spare. Under a real overload the
+// backlog rebuilds past a quarter of the threshold within tens of
+// milliseconds of being shed (31 ms at 3×), so the latch holds there.
 func (s *Scheduler) overloadedLocked(c Class, now time.Time) bool {
 	cq := &s.classes[c]
-	if cq.over {
-		return true
-	}
 	rate := s.drainRateLocked()
 	if rate <= 0 {
-		return false // no latency known yet: nothing says the backlog is slow
+		// No latency known yet: nothing says the backlog is slow.
+		return cq.over
 	}
 	ahead := 0
 	for i := 0; i <= int(c); i++ {
 		ahead += s.classes[i].n
 	}
-	cq.over = float64(ahead) >= rate*s.timeouts[c].Seconds()/2
+	work := float64(ahead) / rate // seconds to serve what waits
+	threshold := s.timeouts[c].Seconds() / 2
+	if !cq.over {
+		cq.over = work >= threshold
+		cq.calmSince = time.Time{}
+		return cq.over
+	}
+	switch {
+	case work >= threshold/4:
+		cq.calmSince = time.Time{}
+	case cq.calmSince.IsZero():
+		cq.calmSince = now
+	case now.Sub(cq.calmSince) >= s.cfg.CoDelInterval:
+		cq.over = false
+		cq.calmSince = time.Time{}
+	}
 	return cq.over
 }

@@ -139,7 +139,10 @@ type classQueue struct {
 	// over is set once the class is overloaded (overloadedLocked) and,
 	// like stand, cleared only once the class has been left empty for an
 	// interval: the backlog of an overload is stale however it drains.
-	over bool
+	// Or once it has stayed short for an interval (calmSince, see
+	// overloadedLocked).
+	over      bool
+	calmSince time.Time // zero unless over and the backlog is short
 }
 
 const (
@@ -192,6 +195,7 @@ func (cq *classQueue) push(c Class, t *tenant, w *waiter, now time.Time, interva
 		if now.Sub(cq.lastPop) >= interval {
 			cq.stand = false
 			cq.over = false
+			cq.calmSince = time.Time{}
 		}
 		if !cq.stand {
 			cq.nonEmptySince = now
