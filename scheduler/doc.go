@@ -23,7 +23,7 @@
 // strictly, except that a class below its configured minimum share of
 // recent releases goes first, which bounds starvation); then tenant, by
 // deficit round robin weighted by Config.TenantWeights, in two tiers: tenants
-// with a short backlog (≤ 16 requests per unit of weight) before tenants
+// with a short backlog (≤ sparseMax = 32 requests per unit of weight) before tenants
 // with a long one, like FQ-CoDel's new flows; and only then the discipline,
 // within that tenant's own backlog: FIFO, CoDel (once the queue has stood
 // for an interval, shed what waited longer than the target instead of
@@ -94,8 +94,9 @@
 // requests of every run behind two slots: unloaded p99 41–52 ms through
 // Sluice against 22–30 ms direct; now the two are equal. The gradient
 // limiter then multiplies its limit every window (≥ 2 baseline
-// round trips and ≥ 4 samples) by baseline·1.25/latency, clamped to
-// [0.5, 2], plus a headroom of max(1, log10 limit); failures cut it by 20%.
+// round trips, ≥ 10 ms and ≥ 4 samples) by
+// max(baseline·(1+tolerance), baseline+latencySlack)/latency, clamped to
+// [0.5, 2], plus a headroom of max(0.5, log10 limit); failures cut it by 20%.
 // It settles just past the knee, where throughput is already at its maximum
 // and latency has barely risen (tolerance 0.1, headroom 0.5: 5 in flight
 // against a knee of 4).

@@ -215,6 +215,46 @@ func congested(base time.Duration, tolerance float64) time.Duration {
 	return max(time.Duration(float64(base)*(1+tolerance)), base+latencySlack)
 }
 
+// adaptive is what the adaptive limiters share: the baseline probe, the
+// sample window and the current limit. Each limiter's sample calls collect,
+// and when a window is complete decides the next limit and calls commit.
+type adaptive struct {
+	base baseline
+	win  window
+	lim  float64
+}
+
+func newAdaptive(p limiterParams, now time.Time) adaptive {
+	a := adaptive{base: baseline{p: p}, lim: initialLimit(p)}
+	a.base.start()
+	a.win.reset(now)
+	return a
+}
+
+func (a *adaptive) limit() int {
+	if a.base.holding() {
+		return a.base.p.min
+	}
+	return int(a.lim)
+}
+
+// collect feeds one sample to the probe or the window and reports whether
+// a window is complete, so the limiter should decide a new limit now.
+func (a *adaptive) collect(now time.Time, rtt time.Duration, inflight int, failed, clean bool) bool {
+	if a.base.observe(now, rtt, failed, clean) {
+		a.win.reset(now)
+		return false
+	}
+	a.win.add(rtt, inflight, failed)
+	return a.win.ready(now, a.base.rtt)
+}
+
+// commit sets the limit, within bounds, and opens the next window.
+func (a *adaptive) commit(now time.Time, next float64) {
+	a.lim = clampLimit(next, a.base.p)
+	a.win.reset(now)
+}
+
 // gradientLimiter is the default adaptive limiter, after Envoy's adaptive
 // concurrency filter and Netflix's Gradient2: every window it multiplies
 // the limit by gradient = congested(baseline) / recent latency, clamped
@@ -224,9 +264,7 @@ func congested(base time.Duration, tolerance float64) time.Duration {
 // above the knee, where throughput is already maximal and latency has
 // barely risen.
 type gradientLimiter struct {
-	base baseline
-	win  window
-	lim  float64
+	adaptive
 
 	tolerance float64
 }
@@ -240,26 +278,11 @@ type gradientLimiter struct {
 const gradientTolerance = 0.1
 
 func newGradient(p limiterParams, now time.Time) *gradientLimiter {
-	g := &gradientLimiter{base: baseline{p: p}, lim: initialLimit(p), tolerance: gradientTolerance}
-	g.base.start()
-	g.win.reset(now)
-	return g
-}
-
-func (g *gradientLimiter) limit() int {
-	if g.base.holding() {
-		return g.base.p.min
-	}
-	return int(g.lim)
+	return &gradientLimiter{adaptive: newAdaptive(p, now), tolerance: gradientTolerance}
 }
 
 func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
-	if g.base.observe(now, rtt, failed, clean) {
-		g.win.reset(now)
-		return
-	}
-	g.win.add(rtt, inflight, failed)
-	if !g.win.ready(now, g.base.rtt) {
+	if !g.collect(now, rtt, inflight, failed, clean) {
 		return
 	}
 	var next float64
@@ -275,8 +298,7 @@ func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int,
 			next = g.lim
 		}
 	}
-	g.lim = clampLimit(next, g.base.p)
-	g.win.reset(now)
+	g.commit(now, next)
 }
 
 // headroom lets the limit grow by half a request per window while latency
@@ -290,77 +312,41 @@ func clampLimit(v float64, p limiterParams) float64 {
 
 // aimdLimiter adds one per window while latency stays under twice the
 // baseline, and multiplies by 0.9 on a failure or a slow window.
-type aimdLimiter struct {
-	base baseline
-	win  window
-	lim  float64
-}
+type aimdLimiter struct{ adaptive }
 
 func newAIMD(p limiterParams, now time.Time) *aimdLimiter {
-	a := &aimdLimiter{base: baseline{p: p}, lim: initialLimit(p)}
-	a.base.start()
-	a.win.reset(now)
-	return a
-}
-
-func (a *aimdLimiter) limit() int {
-	if a.base.holding() {
-		return a.base.p.min
-	}
-	return int(a.lim)
+	return &aimdLimiter{newAdaptive(p, now)}
 }
 
 func (a *aimdLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
-	if a.base.observe(now, rtt, failed, clean) {
-		a.win.reset(now)
+	if !a.collect(now, rtt, inflight, failed, clean) {
 		return
 	}
-	a.win.add(rtt, inflight, failed)
-	if !a.win.ready(now, a.base.rtt) {
-		return
-	}
+	next := a.lim
 	switch {
 	case a.win.failures > 0 || a.win.mean() > congested(a.base.rtt, 1):
-		a.lim *= 0.9
+		next *= 0.9
 	case float64(a.win.maxIn) >= a.lim/2:
-		a.lim++
+		next++
 	}
-	a.lim = clampLimit(a.lim, a.base.p)
-	a.win.reset(now)
+	a.commit(now, next)
 }
 
 // vegasLimiter estimates how many requests wait inside the backend,
 // queue = limit·(1 − baseline/latency), and keeps it between alpha and beta
 // (TCP Vegas): below alpha it grows, above beta it shrinks.
 type vegasLimiter struct {
-	base baseline
-	win  window
-	lim  float64
+	adaptive
 
 	alpha, beta float64
 }
 
 func newVegas(p limiterParams, now time.Time) *vegasLimiter {
-	v := &vegasLimiter{base: baseline{p: p}, lim: initialLimit(p), alpha: 2, beta: 4}
-	v.base.start()
-	v.win.reset(now)
-	return v
-}
-
-func (v *vegasLimiter) limit() int {
-	if v.base.holding() {
-		return v.base.p.min
-	}
-	return int(v.lim)
+	return &vegasLimiter{adaptive: newAdaptive(p, now), alpha: 2, beta: 4}
 }
 
 func (v *vegasLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
-	if v.base.observe(now, rtt, failed, clean) {
-		v.win.reset(now)
-		return
-	}
-	v.win.add(rtt, inflight, failed)
-	if !v.win.ready(now, v.base.rtt) {
+	if !v.collect(now, rtt, inflight, failed, clean) {
 		return
 	}
 	step := max(1, math.Log10(v.lim))
@@ -379,6 +365,5 @@ func (v *vegasLimiter) sample(now time.Time, rtt time.Duration, inflight int, fa
 			v.lim -= step
 		}
 	}
-	v.lim = clampLimit(v.lim, v.base.p)
-	v.win.reset(now)
+	v.commit(now, v.lim)
 }
