@@ -747,7 +747,7 @@ func (s *Scheduler) overloadedLocked(c Class, now time.Time) bool {
 		return cq.over
 	}
 	switch {
-	case work >= threshold/4:
+	case work >= threshold/4 || now.Sub(cq.lastStale) < s.cfg.CoDelInterval:
 		cq.calmSince = time.Time{}
 	case cq.calmSince.IsZero():
 		cq.calmSince = now

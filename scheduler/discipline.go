@@ -41,18 +41,23 @@ func (s *Scheduler) nextLocked(now time.Time) *waiter {
 		// let its oldest requests time out (0.8% refused at 0.9×).
 		//
 		// And, as in Facebook's adaptive LIFO with CoDel, an overloaded
-		// queue's timeout is short: a request that waited longer than
-		// StandingTimeout is shed instead of served. LIFO alone only
-		// postpones the old requests: when the pressure stops (a burst
-		// ends, the load drops) the backlog drains newest first down to
-		// requests almost QueueTimeout old, and those make the tail. The
-		// test is on the newest: if it is stale, so is all the rest, and
-		// the loop in releaseLocked sheds the backlog in one go. The
-		// stale requests behind a fresh newest are left to QueueTimeout
-		// rather than shed at once, so that a flooding tenant keeps its
-		// long backlog and stays in the bulk ring: shed down to a few
-		// requests, it would count as sparse again and be served before
-		// the tenants within their share.
+		// queue's timeout is short: a request of a flooded tenant that
+		// waited longer than StandingTimeout is shed instead of served.
+		// LIFO alone only postpones the old requests: when the pressure
+		// stops (a burst ends, the load drops) the backlog drains newest
+		// first down to requests almost QueueTimeout old, and those make
+		// the tail. And it makes their clients wait for nothing: under
+		// sustained overload the bottom of the stack is never served, so
+		// waiting out QueueTimeout only delays a refusal that is certain
+		// (3× end to end: 2 in 3 responses were 503s taking 500 ms).
+		// So the stale are shed from the head, the oldest first, at each
+		// release decision that reaches the tenant; the loop in
+		// releaseLocked comes back here until the head is fresh, and a
+		// backlog that is stale all through is shed in one go. Shedding
+		// from the head cuts a flood down to the requests of the last
+		// StandingTimeout; the tenant still stays in the bulk ring while
+		// it is flooded (classQueue.remove), or it would count as sparse
+		// again and be served before the tenants within their share.
 		//
 		// Newest first applies to every tenant of an overloaded class,
 		// not only to flooding ones: the order inside a tenant's own
@@ -63,12 +68,12 @@ func (s *Scheduler) nextLocked(now time.Time) *waiter {
 		// within its share does not lose requests to someone else's
 		// flood.
 		if s.overloadedLocked(c, now) {
-			w := l.tail
-			if now.Sub(w.arrived) > s.cfg.StandingTimeout && t.backlogged(c, cq) {
-				s.refuseLocked(w, ErrQueueTimeout, true)
+			if h := l.head; t.backlogged(c, cq) && now.Sub(h.arrived) > s.cfg.StandingTimeout {
+				cq.lastStale = now
+				s.refuseLocked(h, ErrQueueTimeout, true)
 				return nil
 			}
-			return w
+			return l.tail
 		}
 		return l.head
 	default:

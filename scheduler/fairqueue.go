@@ -103,7 +103,11 @@ type tenant struct {
 	// flooded is set when the tenant's backlog in a class joins the bulk
 	// ring, and cleared only when that backlog is empty: the tail of a
 	// draining flood is short, but it is the oldest part of the flood, and
-	// must still be shed rather than served late.
+	// must still be shed rather than served late. Until then the tenant
+	// stays in the bulk ring: adaptive LIFO sheds a flood down to a few
+	// fresh requests, and back in the sparse ring those would be served
+	// before the tenants within their share (99.76% success for them in
+	// the simulation, against 100%).
 	flooded [NumClasses]bool
 	// ring links per class; valid while q[c].n > 0
 	ringPrev, ringNext [NumClasses]*tenant
@@ -143,6 +147,10 @@ type classQueue struct {
 	// overloadedLocked).
 	over      bool
 	calmSince time.Time // zero unless over and the backlog is short
+	// lastStale is when the discipline last shed a request that waited
+	// past StandingTimeout: an overload that still makes requests stale
+	// is not calm, however short shedding keeps its backlog.
+	lastStale time.Time
 }
 
 const (
@@ -228,7 +236,7 @@ func (cq *classQueue) remove(c Class, w *waiter) {
 		cq.sumWeight -= t.weight
 		cq.rings[t.ring[c]].remove(c, t)
 		t.flooded[c] = false
-	case n == sparseMax*t.weight && t.ring[c] == bulkRing:
+	case n == sparseMax*t.weight && t.ring[c] == bulkRing && !t.flooded[c]:
 		cq.rings[bulkRing].remove(c, t)
 		cq.rings[sparseRing].insert(c, t, false)
 		t.ring[c] = sparseRing

@@ -70,6 +70,7 @@ type simResult struct {
 	good    int // succeeded within goodputWithin
 	served  int
 	lat     []time.Duration // of every measured success
+	refLat  []time.Duration // of every measured refusal: how long it took
 	seconds float64
 	refused map[error]int
 	maxConc int
@@ -83,6 +84,15 @@ func (r *simResult) p(q float64) time.Duration {
 	}
 	slices.Sort(r.lat)
 	return r.lat[min(len(r.lat)-1, int(math.Ceil(q*float64(len(r.lat))))-1)]
+}
+
+// refusedMedian is the median time a measured refusal took to come back.
+func (r *simResult) refusedMedian() time.Duration {
+	if len(r.refLat) == 0 {
+		return 0
+	}
+	slices.Sort(r.refLat)
+	return r.refLat[(len(r.refLat)-1)/2]
 }
 
 func (r *simResult) streamSuccess(i int) float64 {
@@ -225,6 +235,7 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		st.sent++
 		res.sent++
 		if !r.ok {
+			res.refLat = append(res.refLat, r.done-r.arrived)
 			res.refused[r.err]++
 			if st.refused == nil {
 				st.refused = map[error]int{}
@@ -292,7 +303,13 @@ func TestSimulationGoals(t *testing.T) {
 	t.Logf("unloaded p99 %v", base)
 	for _, f := range []float64{3, 6} {
 		r := runSim(t, simOverload(cfg, f))
-		t.Logf("%gx: goodput %.3f p99 %v refused %v", f, r.goodput(), r.p(0.99), r.refused)
+		t.Logf("%gx: goodput %.3f p99 %v refused %v (median after %v)", f, r.goodput(), r.p(0.99), r.refused, r.refusedMedian())
+		// What cannot be served in time is refused quickly: once the
+		// class is overloaded, a flooded backlog's requests that waited
+		// past StandingTimeout are shed, not left to QueueTimeout.
+		if m, limit := r.refusedMedian(), 2*cfg.WithDefaults().StandingTimeout; m > limit {
+			t.Errorf("%gx: median refusal after %v, want <= %v", f, m, limit)
+		}
 		if g := r.goodput(); g < 0.90 {
 			t.Errorf("%gx: goodput %.3f of capacity, want >= 0.90", f, g)
 		}
