@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test test-short demo bench bench-compare bench-overload fmt lint clean
+.PHONY: all build test test-short demo bench bench-compare bench-overload stream-check fmt lint clean
 
 all: build
 
@@ -35,6 +35,10 @@ bench-compare: build
 # Overload goodput, priority and fairness: Sluice against HAProxy and no proxy.
 bench-overload: build
 	scripts/bench-overload.sh
+
+# A 1 GiB download and uploads through Sluice; prints its peak memory.
+stream-check: build
+	scripts/stream-check.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

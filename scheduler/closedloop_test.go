@@ -98,19 +98,12 @@ func runClosed(tb testing.TB, spec closedSpec) *closedResult {
 		case 1:
 			wake[idx] = -1
 			r := Request{Class: Normal, Tenant: 1}
-			if t, ok := s.TryAdmit(&r, at(now)); ok {
-				start(idx, t)
-				continue
-			}
-			w := &waiter{}
-			s.mu.Lock()
-			t, err := s.arriveLocked(&r, at(now), w)
-			s.mu.Unlock()
+			t, w, err := simArrive(s, &r, at(now))
 			switch {
 			case err != nil:
 				res.refused[err]++
 				wake[idx] = now + time.Millisecond
-			case w.state == granted:
+			case w == nil:
 				start(idx, t)
 			default:
 				waiting[w] = idx

@@ -198,18 +198,11 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			if spec.deadline > 0 {
 				r.Deadline = at(now + spec.deadline)
 			}
-			if t, ok := s.TryAdmit(&r, at(now)); ok {
-				start(i, t)
-				continue
-			}
-			w := &waiter{}
-			s.mu.Lock()
-			t, err := s.arriveLocked(&r, at(now), w)
-			s.mu.Unlock()
+			t, w, err := simArrive(s, &r, at(now))
 			switch {
 			case err != nil:
 				reqs[i].done, reqs[i].err = now, err
-			case w.state == granted:
+			case w == nil:
 				start(i, t)
 			default:
 				byID[w.id] = i
@@ -413,4 +406,21 @@ func TestSimulationAbruptEnd(t *testing.T) {
 			t.Errorf("%gx abrupt end: p99 %v, want <= 3 × unloaded p99 %v", f, p, base)
 		}
 	}
+}
+
+// simArrive is what the blocking Admit does on arrival, minus the waiting:
+// the request is admitted at once (w == nil), refused (err), or queued, and
+// then w is the waiter the simulation must watch for its grant or refusal.
+func simArrive(s *Scheduler, r *Request, now time.Time) (t Ticket, w *waiter, err error) {
+	if t, ok := s.TryAdmit(r, now); ok {
+		return t, nil, nil
+	}
+	w = &waiter{}
+	s.mu.Lock()
+	t, err = s.arriveLocked(r, now, w)
+	s.mu.Unlock()
+	if err != nil || w.state == granted {
+		return t, nil, err
+	}
+	return Ticket{}, w, nil
 }

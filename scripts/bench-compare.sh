@@ -127,29 +127,36 @@ TCK=$(getconf CLK_TCK)
 
 # --- the origin ---------------------------------------------------------------
 ORIGIN_PORT=$(free_port)
-mkdir -p "$TMP/origin"
-cat >"$TMP/origin/nginx.conf" <<EOF
+# nginx_conf DIR HTTP_BODY writes DIR/nginx.conf: one foreground worker
+# whose temporary files stay in DIR, with HTTP_BODY inside http { }.
+nginx_conf() {
+	mkdir -p "$1"
+	cat >"$1/nginx.conf" <<EOF
 worker_processes 1;
 master_process off;
 daemon off;
-pid $TMP/origin/nginx.pid;
-error_log $TMP/origin/error.log warn;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 10000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $TMP/origin;
-    proxy_temp_path $TMP/origin;
-    fastcgi_temp_path $TMP/origin;
-    uwsgi_temp_path $TMP/origin;
-    scgi_temp_path $TMP/origin;
-    server {
-        listen 127.0.0.1:$ORIGIN_PORT;
-        location / { return 200 "ok"; }
-    }
+    client_body_temp_path $1;
+    proxy_temp_path $1;
+    fastcgi_temp_path $1;
+    uwsgi_temp_path $1;
+    scgi_temp_path $1;
+$2
 }
 EOF
+}
+
+nginx_conf "$TMP/origin" "
+    keepalive_timeout 120s;
+    server {
+        listen 127.0.0.1:$ORIGIN_PORT;
+        location / { return 200 \"ok\"; }
+    }"
 taskset -c "$LOAD_CPU" nginx -e "$TMP/origin/error.log" -p "$TMP/origin" -c "$TMP/origin/nginx.conf" &
 PIDS+=($!)
 wait_http "$ORIGIN_PORT"
@@ -180,22 +187,7 @@ EOF
 }
 
 start_nginx() {
-	mkdir -p "$TMP/nginx"
-	cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 1;
-master_process off;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $TMP/nginx;
-    proxy_temp_path $TMP/nginx;
-    fastcgi_temp_path $TMP/nginx;
-    uwsgi_temp_path $TMP/nginx;
-    scgi_temp_path $TMP/nginx;
+	nginx_conf "$TMP/nginx" "
     upstream origin {
         server 127.0.0.1:$ORIGIN_PORT;
         keepalive 64;
@@ -206,11 +198,9 @@ http {
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection \"\";
         }
-    }
-}
-EOF
+    }"
 	taskset -c "$PROXY_CPU" nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
 	PID=$!
 }
