@@ -38,7 +38,10 @@ const (
 	maxBackends = 64
 )
 
-// WithDefaults returns c with every zero field set to its default.
+// WithDefaults returns c with every zero field set to its default. A
+// service without its own queue or pool gets a copy of the top-level one,
+// so that the result spells out what each service runs with; a service
+// with its own block gets that block's defaults, not the top-level values.
 func (c Config) WithDefaults() Config {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
@@ -81,14 +84,14 @@ func (c Config) WithDefaults() Config {
 	svcs := make([]ServiceConfig, len(c.Services))
 	copy(svcs, c.Services)
 	for i := range svcs {
+		q, p := c.Queue, c.Pool
 		if svcs[i].Queue != nil {
-			q := svcs[i].Queue.WithDefaults()
-			svcs[i].Queue = &q
+			q = svcs[i].Queue.WithDefaults()
 		}
 		if svcs[i].Pool != nil {
-			p := svcs[i].Pool.WithDefaults()
-			svcs[i].Pool = &p
+			p = svcs[i].Pool.WithDefaults()
 		}
+		svcs[i].Queue, svcs[i].Pool = &q, &p
 	}
 	c.Services = svcs
 	return c
@@ -110,6 +113,14 @@ func setStr(s *string, def string) {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	// The top-level queue and pool first: services without their own
+	// inherit them, and an error belongs to the section the value is in.
+	if err := c.Queue.Validate(); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := c.Pool.Validate(); err != nil {
+		return fmt.Errorf("pool: %w", err)
 	}
 	if len(c.Services) == 0 {
 		return fmt.Errorf("services: at least one service is required")
@@ -206,12 +217,6 @@ func (c *Config) Validate() error {
 		if _, err := zerolog.ParseLevel(c.Log.Level); err != nil {
 			return fmt.Errorf("log.level: %q is not a zerolog level", c.Log.Level)
 		}
-	}
-	if err := c.Queue.Validate(); err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	if err := c.Pool.Validate(); err != nil {
-		return fmt.Errorf("pool: %w", err)
 	}
 	return nil
 }
