@@ -325,22 +325,3 @@ func validationError(cf *configFile, err error) error {
 	}
 	return fmt.Errorf("%s: %s", cf.name, msg)
 }
-
-// checkConfig is --check-config: decode and validate one file, with the
-// defaults applied as they would be at start-up.
-func checkConfig(path string) error {
-	cf, err := loadConfigFile(path)
-	if err != nil {
-		return err
-	}
-	return validate(cf, cf.cfg)
-}
-
-// validate applies the defaults and validates the whole configuration.
-func validate(cf *configFile, cfg proxy.Config) error {
-	full := cfg.WithDefaults()
-	if err := full.Validate(); err != nil {
-		return validationError(cf, err)
-	}
-	return nil
-}

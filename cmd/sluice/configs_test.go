@@ -14,6 +14,7 @@ func TestConfigsDirectoryValidates(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "configs/ holds at least the example")
 	for _, p := range files {
-		assert.NoError(t, checkConfig(p), p)
+		_, err := effectiveConfig([]string{"--config", p})
+		assert.NoError(t, err, p)
 	}
 }

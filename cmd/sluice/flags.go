@@ -13,9 +13,10 @@ import (
 // options are the flags that steer the command itself rather than the
 // gateway's configuration.
 type options struct {
-	configPath string // --config
-	checkPath  string // --check-config
-	backends   backendsValue
+	configPath  string // --config
+	checkPath   string // --check-config
+	printConfig bool   // --print-config
+	backends    backendsValue
 }
 
 // flagGroup names a section of the --help output. Flags are listed in the
@@ -28,7 +29,7 @@ type flagGroup struct {
 }
 
 var flagGroups = []flagGroup{
-	{"General", []string{"config", "check-config", "listen", "backend", "shutdown-grace"}},
+	{"General", []string{"config", "check-config", "print-config", "listen", "backend", "shutdown-grace"}},
 	{"Client side", []string{"client-header-timeout", "client-body-timeout", "client-write-timeout", "idle-timeout",
 		"max-header-bytes", "max-url-bytes", "max-body-bytes"}},
 	{"Backend channels (default for services whose pool is not set in the file)", []string{
@@ -52,7 +53,9 @@ func newFlagSet(cfg *proxy.Config, opts *options) *flag.FlagSet {
 	fs.StringVar(&opts.configPath, "config", opts.configPath,
 		"load the configuration from this YAML `file`; flags given as well override its values")
 	fs.StringVar(&opts.checkPath, "check-config", opts.checkPath,
-		"validate this YAML `file`, print \"ok\" or the first error, and exit (0 valid, 1 invalid)")
+		"validate this YAML `file` with the other flags applied, print \"ok\" or the first error, and exit (0 valid, 1 invalid)")
+	fs.BoolVar(&opts.printConfig, "print-config", opts.printConfig,
+		"print the effective configuration (file, flags and every default) as YAML, and exit")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` (host:port) to accept clients on")
 	opts.backends.list = &opts.backends.urls
 	fs.Var(&opts.backends, "backend",
@@ -117,7 +120,8 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `Usage:
   sluice --listen ADDR --backend URL [--backend URL ...] [flags]
   sluice --config FILE [flags]
-  sluice --check-config FILE
+  sluice --check-config FILE [flags]
+  sluice --config FILE [flags] --print-config
 
 Sluice is an admission-control queueing reverse proxy. It holds requests in
 priority and fair queues and releases each one only when a backend has room

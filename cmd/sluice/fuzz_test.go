@@ -35,7 +35,7 @@ func FuzzLoadConfig(f *testing.F) {
 			}
 			return
 		}
-		if err := validate(cf, cf.cfg); err != nil && err.Error() == "" {
+		if _, err := complete(cf, cf.cfg); err != nil && err.Error() == "" {
 			t.Fatal("empty validation error")
 		}
 	})

@@ -12,6 +12,7 @@
 //
 //	sluice --config configs/example.yaml
 //	sluice --check-config configs/example.yaml   # prints "ok" or the error; exit 0 or 1
+//	sluice --config configs/example.yaml --print-config   # the effective configuration
 //
 // # How the configuration is assembled
 //
@@ -22,13 +23,19 @@
 // because a misspelt key silently ignored is a limit silently not applied.
 //
 // Flags override the file. The command line is parsed twice: once to find
-// --config (and --help, --check-config), then, after the file is decoded,
-// again with every flag bound to a field of the decoded configuration. Only
-// flags actually given change a field, so everything else keeps the file's
-// value, and what neither sets stays zero, which every Config reads as "the
-// default". --backend replaces the backends of the file's first service.
-// The whole result is validated before anything is started: a broken
-// configuration never starts a half-configured proxy.
+// --config (and --help, --check-config, --print-config), then, after the
+// file is decoded, again with every flag bound to a field of the decoded
+// configuration. Only flags actually given change a field, so everything
+// else keeps the file's value, and what neither sets stays zero, which every
+// Config reads as "the default". --backend replaces the backends of the
+// file's first service.
+//
+// One function, effectiveConfig, turns a command line into the effective
+// configuration: file, flags, then every default, then validation, once.
+// Start-up, --check-config and --print-config call it, and so will a reload,
+// with the same command line: a reload re-reads the file and keeps the
+// flags' overrides, and a file --check-config accepts is a file that starts.
+// A broken configuration never starts a half-configured proxy.
 //
 // # Signals
 //
@@ -36,8 +43,9 @@
 // finish for up to shutdown_grace; the exit status is 0 when they all did.
 // A second signal cuts the grace period short.
 //
-// Exit status: 0 after a clean shutdown or a valid --check-config, 1 for an
-// invalid configuration or a runtime failure, 2 for a command-line error.
+// Exit status: 0 after a clean shutdown, a valid --check-config or
+// --print-config, 1 for an invalid configuration or a runtime failure, 2 for
+// a command-line error.
 package main
 
 import (
@@ -72,13 +80,51 @@ const (
 
 // run is the whole command, minus the process: it returns the exit status.
 // It returns after a signal arrives on signals and the gateway has shut
-// down, or at once for --help, --check-config and errors.
+// down, or at once for --help, --check-config, --print-config and errors.
 func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
-	cfg, code := configure(args, stdout, stderr)
-	if cfg == nil {
-		return code
+	opts, fs, err := parseCommandLine(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs)
+			return exitOK
+		}
+		return usageError(stderr, err.Error())
 	}
-	full := cfg.WithDefaults()
+
+	// load computes the effective configuration from the command line: once
+	// here, and again for every reload, which thus re-reads the file under
+	// the same flags and refuses a broken file with --check-config's message.
+	load := func() (proxy.Config, error) {
+		cfg, err := effectiveConfig(args)
+		if err == nil {
+			cfg.Log.AccessWriter = stderr // where the access log goes is wiring, not configuration
+		}
+		return cfg, err
+	}
+	full, err := load()
+	if err != nil {
+		var ue usageErr
+		switch {
+		case errors.As(err, &ue):
+			return usageError(stderr, ue.msg)
+		case opts.checkPath != "":
+			fmt.Fprintln(stderr, err) // file: field: message (line n), as a compiler would
+		default:
+			fmt.Fprintf(stderr, "sluice: %v\n", err)
+		}
+		return exitFailure
+	}
+	switch {
+	case opts.printConfig:
+		if err := printConfig(stdout, full); err != nil {
+			fmt.Fprintf(stderr, "sluice: print-config: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	case opts.checkPath != "":
+		fmt.Fprintln(stdout, "ok")
+		return exitOK
+	}
 	if full.Listen == "" {
 		// Never fall back to net.Listen's "every interface".
 		fmt.Fprintln(stderr, "sluice: listen: no address")
@@ -91,10 +137,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		return exitFailure
 	}
 
-	if cfg.Log.AccessWriter == nil {
-		cfg.Log.AccessWriter = stderr
-	}
-	srv, err := proxy.New(*cfg, log)
+	srv, err := proxy.New(full, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return exitFailure
@@ -155,105 +198,9 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	return exitOK
 }
 
-// configure turns the command line into a validated configuration. It
-// returns a nil Config with the exit status when run should stop: after
-// --help or --check-config, or on an error, which it has printed.
-func configure(args []string, stdout, stderr io.Writer) (*proxy.Config, int) {
-	// Pass 1: find --config and --check-config, answer --help. The flags
-	// are bound to the defaults so that --help shows them.
-	helpCfg := defaultConfig()
-	var opts options
-	fs := newFlagSet(&helpCfg, &opts)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout, fs)
-			return nil, exitOK
-		}
-		return nil, usageError(stderr, err.Error())
-	}
-	if fs.NArg() > 0 {
-		return nil, usageError(stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
-	}
-
-	if opts.checkPath != "" {
-		if err := checkConfig(opts.checkPath); err != nil {
-			fmt.Fprintln(stderr, err)
-			return nil, exitFailure
-		}
-		fmt.Fprintln(stdout, "ok")
-		return nil, exitOK
-	}
-
-	cfg, cf, err := assemble(args, opts.configPath)
-	if err != nil {
-		var ue usageErr
-		if errors.As(err, &ue) {
-			return nil, usageError(stderr, ue.msg)
-		}
-		fmt.Fprintf(stderr, "sluice: %v\n", err)
-		return nil, exitFailure
-	}
-	if err := validate(cf, cfg); err != nil {
-		fmt.Fprintf(stderr, "sluice: %v\n", err)
-		return nil, exitFailure
-	}
-	return &cfg, exitOK
-}
-
-// assemble builds the configuration, not yet validated: the file at
-// configPath (if any), then the flags in args on top of it.
-func assemble(args []string, configPath string) (proxy.Config, *configFile, error) {
-	var cfg proxy.Config
-	var cf *configFile
-	if configPath != "" {
-		var err error
-		if cf, err = loadConfigFile(configPath); err != nil {
-			return cfg, nil, err
-		}
-		cfg = cf.cfg
-	}
-
-	// Pass 2: the flags bound to the file's values; only those given
-	// change anything.
-	var opts options
-	fs := newFlagSet(&cfg, &opts)
-	if err := fs.Parse(args); err != nil {
-		return cfg, cf, usageErr{err.Error()}
-	}
-	if opts.backends.set {
-		if len(cfg.Services) == 0 {
-			cfg.Services = []proxy.ServiceConfig{{Name: "default"}}
-		}
-		// A copy: the file's slice must not share the flag's array.
-		cfg.Services = append([]proxy.ServiceConfig(nil), cfg.Services...)
-		cfg.Services[0].Backends = opts.backends.urls
-	}
-	if len(cfg.Services) == 0 {
-		return cfg, cf, usageErr{"no backends: give --backend URL (repeatable) or --config FILE"}
-	}
-	return cfg, cf, nil
-}
-
-// usageErr is a command-line mistake (exit status 2), as opposed to an
-// invalid configuration (1).
-type usageErr struct{ msg string }
-
-func (e usageErr) Error() string { return e.msg }
-
 func usageError(stderr io.Writer, msg string) int {
 	fmt.Fprintf(stderr, "sluice: %s\nRun 'sluice --help' for usage.\n", msg)
 	return exitUsage
-}
-
-// defaultConfig is the configuration with every default filled in, for
-// --help to show.
-func defaultConfig() proxy.Config {
-	c := proxy.Config{}.WithDefaults()
-	// The proxy fills in the nested defaults too once it is complete; doing
-	// it here as well keeps --help right whatever it does.
-	c.Pool = c.Pool.WithDefaults()
-	c.Queue = c.Queue.WithDefaults()
-	return c
 }
 
 // newLogger builds the process logger from the log section.
