@@ -75,7 +75,7 @@ func TestQueueRefusals(t *testing.T) {
 	cfg.Queue.QueueMax = 1
 	cfg.Queue.QueueTimeout = 300 * time.Millisecond
 	p := startProxy(t, cfg)
-	sched := p.services[0].sched
+	sched := firstService(p.Server).sched
 
 	first := getAsync(t, p.addr, "/first")
 	require.Equal(t, "/first", <-b.arrived)
@@ -110,7 +110,7 @@ func TestPriorityReleaseOrder(t *testing.T) {
 	cfg := oneSlot(t, b.addr)
 	cfg.Queue.QueueTimeout = 10 * time.Second
 	p := startProxy(t, cfg)
-	sched := p.services[0].sched
+	sched := firstService(p.Server).sched
 
 	first := getAsync(t, p.addr, "/busy")
 	require.Equal(t, "/busy", <-b.arrived)

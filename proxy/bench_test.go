@@ -123,7 +123,7 @@ func BenchmarkProxyQueued(b *testing.B) {
 	b.SetParallelism(8)
 	b.ResetTimer()
 	runParallelGets(b, rig)
-	st := rig.proxy.services[0].sched.Stats()
+	st := firstService(rig.proxy).sched.Stats()
 	b.ReportMetric(float64(st.AdmittedQueued)/float64(st.AdmittedQueued+st.AdmittedFast), "queued/op")
 }
 

@@ -65,6 +65,8 @@ type exchange struct {
 	s *Server
 
 	ctx     *fasthttp.RequestCtx
+	rt      *liveConfig // the configuration this request lives under
+	route   *route
 	svc     *service
 	backend *pool.Backend
 	conn    *pool.Conn
@@ -135,6 +137,8 @@ func (s *Server) acquireExchange(ctx *fasthttp.RequestCtx) *exchange {
 
 func (s *Server) releaseExchange(x *exchange) {
 	x.ctx = nil
+	x.rt = nil
+	x.route = nil
 	x.svc = nil
 	x.backend = nil
 	x.conn = nil
@@ -179,7 +183,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // headers are set on ctx. A nil return means the response is set and the
 // exchange finishes itself; an error is answered by fail.
 func (x *exchange) run() error {
-	ctx, s := x.ctx, x.s
+	ctx := x.ctx
+	x.rt = x.s.rt.Load()
 	h := &ctx.Request.Header
 
 	if id := h.PeekBytes(hdrRequestID); validRequestID(id) {
@@ -193,19 +198,19 @@ func (x *exchange) run() error {
 	x.path = append(x.path[:0], target...)
 	x.ip = appendIP(x.ip[:0], ctx.RemoteIP())
 
-	if s.maxURL > 0 && len(uri) > s.maxURL {
+	if maxURL := x.rt.cfg.Limits.MaxURLBytes; maxURL > 0 && len(uri) > maxURL {
 		return errURITooLong
 	}
 	set, err := scanRawHeaders(h.RawHeaders())
 	if err != nil {
 		return err
 	}
-	svc, rt := s.pick(h, pathOf(target))
-	if svc == nil {
+	rt := x.rt.pick(h, pathOf(target))
+	if rt == nil {
 		return errNoRoute
 	}
-	x.svc = svc
-	s.classify.classify(&x.sreq, h, rt, x.ip, x.arrival)
+	x.route, x.svc = rt, rt.svc
+	x.rt.classify.classify(&x.sreq, h, rt, x.ip, x.arrival)
 	x.isHead = h.IsHead()
 	x.idempotent = isIdempotent(h)
 	if err := x.prepareBody(); err != nil {
@@ -233,7 +238,7 @@ func (x *exchange) prepareBody() error {
 	case cl == 0 || cl == -2 || x.clientBody == nil:
 		x.bodyMode = bodyNone
 		return nil
-	case cl > 0 && x.s.maxBody > 0 && int64(cl) > x.s.maxBody:
+	case cl > 0 && x.rt.cfg.Limits.MaxBodyBytes > 0 && int64(cl) > x.rt.cfg.Limits.MaxBodyBytes:
 		return errBodyTooLarge
 	case cl > 0 && cl <= prefetchBytes:
 		if cap(x.body) < cl {
@@ -261,8 +266,8 @@ func (x *exchange) prepareRequest(target []byte, set headerSet) {
 	stripRequestHops(out, in, set)
 	out.SetRequestURIBytes(target)
 	out.SetProtocolBytes(strHTTP11)
-	if x.svc.hostRewrite != nil {
-		out.SetHostBytes(x.svc.hostRewrite)
+	if x.route.hostRewrite != nil {
+		out.SetHostBytes(x.route.hostRewrite)
 	}
 	// X-Forwarded-For: the client's list, then the client.
 	x.scratch = x.scratch[:0]
@@ -312,20 +317,20 @@ func (x *exchange) forward() error {
 			}
 			return err
 		}
-		b := x.svc.backends[x.ticket.Backend]
+		b := upstreamOf(x.ticket).pool.Load()
 		x.backend = b
 		kind := x.attempt(b)
 		if kind == failNone {
 			return x.respond()
 		}
 		// The attempt failed: give the slot back, then decide.
-		bit := uint64(1) << uint(x.ticket.Backend)
+		tried := x.ticket.Backend
 		switch kind {
 		case failNotSent:
 			// Connection refused or pool full: nothing was sent, so the
 			// limiter learns nothing and any request may move on.
 			x.done(scheduler.Ignore, time.Now())
-			x.sreq.Exclude |= bit
+			x.sreq.Exclude = append(x.sreq.Exclude, tried)
 			lastErr = errBadGateway
 			continue
 		case failClient:
@@ -349,7 +354,7 @@ func (x *exchange) forward() error {
 			return errBadGateway
 		}
 		retried = true
-		x.sreq.Exclude |= bit
+		x.sreq.Exclude = append(x.sreq.Exclude, tried)
 		lastErr = errBadGateway
 	}
 }
@@ -625,7 +630,7 @@ func (r *respBodyReader) Read(p []byte) (int, error) {
 		rht := x.backend.Config().ResponseHeaderTimeout
 		_ = x.conn.ArmReadDeadline(now.Add(rht), rht/deadlineSlackDiv)
 		if x.streaming {
-			_ = x.ctx.Conn().SetWriteDeadline(now.Add(x.s.cfg.Timeouts.ClientWrite))
+			_ = x.ctx.Conn().SetWriteDeadline(now.Add(x.rt.cfg.Timeouts.ClientWrite))
 		}
 	}
 	n, err := x.resp.BodyStream().Read(p)
@@ -673,14 +678,14 @@ func (x *exchange) copyResponseTrailers() {
 func (r *reqBodyReader) Read(p []byte) (int, error) {
 	x := r.x
 	now := time.Now()
-	_ = x.ctx.Conn().SetReadDeadline(now.Add(x.s.cfg.Timeouts.ClientBody))
+	_ = x.ctx.Conn().SetReadDeadline(now.Add(x.rt.cfg.Timeouts.ClientBody))
 	if x.conn != nil {
 		rht := x.backend.Config().ResponseHeaderTimeout
 		_ = x.conn.ArmWriteDeadline(now.Add(rht), rht/deadlineSlackDiv)
 	}
 	n, err := x.clientBody.Read(p)
 	x.bodyIn += int64(n)
-	if x.s.maxBody > 0 && x.bodyIn > x.s.maxBody {
+	if max := x.rt.cfg.Limits.MaxBodyBytes; max > 0 && x.bodyIn > max {
 		x.tooLarge = true
 		return 0, errBodyTooLarge
 	}

@@ -516,7 +516,7 @@ func TestQueuedClientGone(t *testing.T) {
 	require.NoError(t, cfg.Queue.Limit.UnmarshalText([]byte("static:1")))
 	cfg.Queue.QueueTimeout = 30 * time.Second
 	p := startProxy(t, cfg)
-	sched := p.services[0].sched
+	sched := firstService(p.Server).sched
 
 	first := make(chan int, 1)
 	go func() {
@@ -552,7 +552,7 @@ func TestPoolReusesConnections(t *testing.T) {
 		resp, _ := get(t, p.addr, "/")
 		require.Equal(t, 200, resp.StatusCode)
 	}
-	st := p.services[0].backends[0].Stats()
+	st := poolOf(p.Server, "http://"+b.addr).Stats()
 	assert.EqualValues(t, 10, st.Requests)
 	assert.EqualValues(t, 2, st.Dials, "sequential requests ride the warm connections")
 	assert.Zero(t, st.InFlight)

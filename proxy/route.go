@@ -19,15 +19,21 @@ type route struct {
 	pathPrefix []byte
 	headers    []headerMatch
 	svc        *service
-	class      scheduler.Class
-	hasClass   bool
-	timeout    time.Duration
+	// hostRewrite is the service's host_rewrite, nil for none.
+	hostRewrite []byte
+	class       scheduler.Class
+	hasClass    bool
+	timeout     time.Duration
+	name        string // for the observer: the service, or "host/prefix"
 }
 
 type headerMatch struct{ key, value []byte }
 
-func newRoute(rc RouteConfig, svc *service) route {
-	r := route{svc: svc, timeout: rc.Timeout}
+func newRoute(rc RouteConfig, svc *service, hostRewrite []byte) route {
+	r := route{svc: svc, hostRewrite: hostRewrite, timeout: rc.Timeout, name: rc.Host + rc.PathPrefix}
+	if r.name == "" {
+		r.name = rc.Service
+	}
 	if rc.Host != "" {
 		h := strings.ToLower(rc.Host)
 		if hh, _, err := net.SplitHostPort(h); err == nil {
@@ -62,18 +68,16 @@ func (r *route) match(h *fasthttp.RequestHeader, path []byte) bool {
 	return true
 }
 
-// pick returns the first matching route, or nil: the first service with
-// the defaults.
-func (s *Server) pick(h *fasthttp.RequestHeader, path []byte) (*service, *route) {
-	for i := range s.routes {
-		if s.routes[i].match(h, path) {
-			return s.routes[i].svc, &s.routes[i]
+// pick returns the first matching route; with no routes configured, the
+// fallback to the first service; nil when routes are configured and none
+// matches (404).
+func (rt *liveConfig) pick(h *fasthttp.RequestHeader, path []byte) *route {
+	for i := range rt.routes {
+		if rt.routes[i].match(h, path) {
+			return &rt.routes[i]
 		}
 	}
-	if len(s.routes) == 0 {
-		return s.services[0], nil
-	}
-	return nil, nil // routes are configured and none matches: 404
+	return rt.fallback
 }
 
 // hostNoPort strips ":port" from a Host value, minding IPv6 brackets.
@@ -155,7 +159,7 @@ func newClassifier(c ClassifyConfig) classifier {
 // classify fills r from the request. ip is the client address in text.
 func (k *classifier) classify(r *scheduler.Request, h *fasthttp.RequestHeader, rt *route, ip []byte, arrival time.Time) {
 	r.Class = scheduler.Normal
-	if rt != nil && rt.hasClass {
+	if rt.hasClass {
 		r.Class = rt.class
 	}
 	if v := h.PeekBytes(k.prioHeader); len(v) > 0 {
@@ -179,7 +183,7 @@ func (k *classifier) classify(r *scheduler.Request, h *fasthttp.RequestHeader, r
 		r.Tenant = scheduler.TenantKey(id)
 	}
 	r.Deadline = time.Time{}
-	if rt != nil && rt.timeout > 0 {
+	if rt.timeout > 0 {
 		r.Deadline = arrival.Add(rt.timeout)
 	}
 	if v := h.PeekBytes(k.deadlineHeader); len(v) > 0 {
@@ -189,7 +193,7 @@ func (k *classifier) classify(r *scheduler.Request, h *fasthttp.RequestHeader, r
 			}
 		}
 	}
-	r.Exclude = 0
+	r.Exclude = r.Exclude[:0]
 }
 
 // appendIP appends the text form of ip without allocating.

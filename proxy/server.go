@@ -7,13 +7,11 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
-
-	"github.com/sluiceproxy/sluice/pool"
-	"github.com/sluiceproxy/sluice/scheduler"
 )
 
 // prefetchBytes is how much of a request body fasthttp reads before the
@@ -23,36 +21,33 @@ import (
 const prefetchBytes = 8 << 10
 
 // Server is the gateway: a fasthttp front end, the services' schedulers and
-// backend pools.
+// backend pools. What a reload may change lives in a liveConfig snapshot that
+// each request loads once (live.go); the rest is fixed at New.
 type Server struct {
 	// Immutable after New.
-	cfg      Config
+	start    Config // the configuration New was given, defaults applied
 	log      zerolog.Logger
 	access   zerolog.Logger
 	accessOn bool
 	alog     *accessWriter
-	services []*service
-	routes   []route
 	fs       *fasthttp.Server
-	classify classifier
-	maxURL   int
-	maxBody  int64
 
 	exchanges sync.Pool
 	watch     queueWatch // queued requests' clients, for hang-ups
 
+	// The live configuration, swapped whole by Reload.
+	rt atomic.Pointer[liveConfig]
+
+	// Protected by reloadMu: the services by name, and those left by a
+	// reload that still finish their work.
+	reloadMu sync.Mutex
+	services map[string]*service
+	retiring map[*service]bool
+	retired  sync.WaitGroup // retire goroutines
+
 	// Protected by mu.
 	mu     sync.Mutex
 	closed bool
-}
-
-// service is a group of redundant backends and the scheduler in front of
-// them.
-type service struct {
-	name        string
-	sched       *scheduler.Scheduler
-	backends    []*pool.Backend
-	hostRewrite []byte
 }
 
 // New validates cfg (after defaults) and builds a Server: pools are created
@@ -63,26 +58,16 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
+		start:    cfg,
 		log:      log,
 		accessOn: *cfg.Log.AccessLog,
-		maxURL:   cfg.Limits.MaxURLBytes,
-		maxBody:  cfg.Limits.MaxBodyBytes,
+		services: make(map[string]*service),
+		retiring: make(map[*service]bool),
 	}
 	s.exchanges.New = func() any { return newExchange(s) }
-	s.classify = newClassifier(cfg.Classify)
-	byName := make(map[string]*service, len(cfg.Services))
-	for _, sc := range cfg.Services {
-		svc, err := s.newService(sc)
-		if err != nil {
-			s.closePools()
-			return nil, err
-		}
-		s.services = append(s.services, svc)
-		byName[sc.Name] = svc
-	}
-	for _, rc := range cfg.Routes {
-		s.routes = append(s.routes, newRoute(rc, byName[rc.Service]))
+	if err := s.apply(cfg, time.Now()); err != nil {
+		s.closePools()
+		return nil, err
 	}
 	if s.accessOn {
 		s.alog = newAccessWriter(cfg.Log.AccessWriter, cfg.Log.AccessLogBuffer, cfg.Log.AccessLogFlush)
@@ -115,52 +100,6 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) newService(sc ServiceConfig) (*service, error) {
-	qcfg := s.cfg.Queue
-	if sc.Queue != nil {
-		qcfg = *sc.Queue
-	}
-	pcfg := s.cfg.Pool
-	if sc.Pool != nil {
-		pcfg = *sc.Pool
-	}
-	sched, err := scheduler.New(qcfg, len(sc.Backends))
-	if err != nil {
-		return nil, fmt.Errorf("service %q: %w", sc.Name, err)
-	}
-	svc := &service{name: sc.Name, sched: sched}
-	if sc.HostRewrite != "" {
-		svc.hostRewrite = []byte(sc.HostRewrite)
-	}
-	for _, raw := range sc.Backends {
-		addr, _ := backendAddr(raw) // validated
-		b, err := pool.NewBackend(addr, pcfg)
-		if err != nil {
-			svc.close()
-			return nil, fmt.Errorf("service %q backend %q: %w", sc.Name, raw, err)
-		}
-		svc.backends = append(svc.backends, b)
-		if err := b.Warm(); err != nil {
-			// Not fatal: a backend may start after the gateway. The
-			// pool keeps trying, and requests see the failures.
-			s.log.Warn().Err(err).Str("service", sc.Name).Str("backend", addr).Msg("warming connections failed")
-		}
-	}
-	return svc, nil
-}
-
-func (svc *service) close() {
-	for _, b := range svc.backends {
-		b.Close()
-	}
-}
-
-func (s *Server) closePools() {
-	for _, svc := range s.services {
-		svc.close()
-	}
-}
-
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
@@ -187,6 +126,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Pools close after the front end: in-flight requests still use them.
 	// Any connection still in use when ctx ended is closed on release.
 	s.closePools()
+	s.retired.Wait()
 	s.watch.close()
 	if s.alog != nil {
 		s.alog.Close()

@@ -33,9 +33,6 @@ const (
 	DefaultShutdownGrace   = 15 * time.Second
 	DefaultAccessLogFlush  = time.Second
 	DefaultAccessLogBuffer = 64 << 10
-
-	// maxBackends is the width of scheduler.Request.Exclude.
-	maxBackends = 64
 )
 
 // WithDefaults returns c with every zero field set to its default. A
@@ -137,13 +134,17 @@ func (c *Config) Validate() error {
 		if len(s.Backends) == 0 {
 			return fmt.Errorf("services[%d].backends: service %q has no backends", i, s.Name)
 		}
-		if len(s.Backends) > maxBackends {
-			return fmt.Errorf("services[%d].backends: %d backends, at most %d", i, len(s.Backends), maxBackends)
-		}
+		seen := make(map[string]bool, len(s.Backends))
 		for j, b := range s.Backends {
 			if _, err := backendAddr(b); err != nil {
 				return fmt.Errorf("services[%d].backends[%d]: %w", i, j, err)
 			}
+			// The URL is the backend's identity: listed twice, it would
+			// be one backend with two of everything.
+			if seen[b] {
+				return fmt.Errorf("services[%d].backends[%d]: %q is listed twice", i, j, b)
+			}
+			seen[b] = true
 		}
 		if s.Queue != nil {
 			if err := s.Queue.Validate(); err != nil {

@@ -2,8 +2,8 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
-	"math/bits"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -12,48 +12,37 @@ import (
 // requests (classes, tenants, discipline) to the capacity of the service's
 // backends (one limiter each). See doc.go for the design.
 type Scheduler struct {
-	// immutable after New
+	// immutable after New (SetClock is for set-up, before any use)
+	clock func() time.Time
+
+	mu sync.Mutex
+	// protected by mu; the policy changes only in Reconfigure
 	cfg        Config
 	weights    map[uint64]int
 	timeouts   [NumClasses]time.Duration
 	minShare   [NumClasses]float64
 	anyShare   bool
 	maxTimeout time.Duration
-	clock      func() time.Time
-
-	mu sync.Mutex
-	// protected by mu
-	backends []backend
-	nUp      int
-	queued   int
-	seq      uint64
-	classes  [NumClasses]classQueue
-	tenants  map[uint64]*tenant
-	free     []*tenant
-	heavy    *tenant // a tenant with a large queued/weight; refreshed lazily
-	expiry   expiryHeap
-	released [NumClasses]float64 // exponentially decayed releases per class
-	stats    Stats
-	// onFinish, when set, is told of every waiter leaving the queue (the
-	// pure-core tests and the simulation use it instead of goroutines).
-	onFinish func(w *waiter)
-}
-
-type backend struct {
-	inflight int
-	up       bool
-	lim      limiter
-	latency  time.Duration // EWMA of successful samples; 0 = none yet
-	// busyAt is the last admission that took inflight above LimitMin. A
-	// request admitted after it ran with at most LimitMin in flight the
-	// whole time, and its latency is a clean baseline sample (limiter.go).
-	busyAt time.Time
+	cap        backendSet
+	queued     int
+	seq        uint64
+	classes    [NumClasses]classQueue
+	tenants    map[uint64]*tenant
+	free       []*tenant
+	heavy      *tenant // a tenant with a large queued/weight; refreshed lazily
+	expiry     expiryHeap
+	released   [NumClasses]float64 // exponentially decayed releases per class
+	stats      Stats
+	// onDecision, when set, is told of every queued request's decision
+	// (callers that drive the core on their own clock, see Arrive).
+	onDecision func(w *Waiter, t Ticket, err error)
 }
 
 // Stats is a snapshot of a scheduler's state and counters, for metrics
 // and logs.
 type Stats struct {
 	Queued   [NumClasses]int
+	Tenants  int // tenants with requests queued
 	Backends []BackendStats
 
 	// Counters since New.
@@ -69,37 +58,41 @@ type Stats struct {
 
 // BackendStats is one backend's part of Stats.
 type BackendStats struct {
-	Up       bool
+	ID       string
+	State    BackendState
 	Inflight int
-	Limit    int
+	Limit    int           // the concurrency limit in force (learned, capped)
+	Cap      int           // the ceiling set by SetBackendCap; 0 = none
+	Weight   float64       // relative share of traffic
 	Latency  time.Duration // recent (EWMA) latency to the response headers
+	Baseline time.Duration // learned unloaded latency; 0 = not yet (or static limit)
 }
 
-// New returns a scheduler for a service with the given number of backends
-// (1 to 64), all up.
-func New(cfg Config, backends int) (*Scheduler, error) {
-	return newAt(cfg, backends, time.Now())
-}
-
-func newAt(cfg Config, backends int, now time.Time) (*Scheduler, error) {
+// New returns a scheduler for one service, with no backends yet: add them
+// with AddBackend or Reconfigure. Until one is up, every request is refused
+// with ErrNoBackend.
+func New(cfg Config) (*Scheduler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if backends < 1 || backends > 64 {
-		return nil, fmt.Errorf("scheduler: backends must be in [1, 64], got %d", backends)
-	}
-	cfg = cfg.WithDefaults()
-	s := &Scheduler{
-		cfg:      cfg,
-		weights:  make(map[uint64]int, len(cfg.TenantWeights)),
-		clock:    time.Now,
-		backends: make([]backend, backends),
-		nUp:      backends,
-		tenants:  make(map[uint64]*tenant),
-	}
+	s := &Scheduler{clock: time.Now, tenants: make(map[uint64]*tenant)}
+	s.cap = newBackendSet(&s.cfg)
+	s.setPolicyLocked(cfg.WithDefaults())
+	return s, nil
+}
+
+// SetClock makes the blocking Admit read time from clock instead of
+// time.Now (simulations). Call it before the scheduler is used.
+func (s *Scheduler) SetClock(clock func() time.Time) { s.clock = clock }
+
+// setPolicyLocked derives the per-class tables from cfg (defaults filled).
+func (s *Scheduler) setPolicyLocked(cfg Config) {
+	s.cfg = cfg
+	s.weights = make(map[uint64]int, len(cfg.TenantWeights))
 	for name, w := range cfg.TenantWeights {
 		s.weights[TenantKey([]byte(name))] = w
 	}
+	s.maxTimeout, s.anyShare = 0, false
 	for c := range s.timeouts {
 		s.timeouts[c] = cfg.QueueTimeout
 		if d, ok := cfg.ClassTimeout[Class(c)]; ok {
@@ -109,14 +102,14 @@ func newAt(cfg Config, backends int, now time.Time) (*Scheduler, error) {
 		s.minShare[c] = cfg.ClassMinShare[Class(c)]
 		s.anyShare = s.anyShare || s.minShare[c] > 0
 	}
-	for i := range s.backends {
-		s.backends[i] = backend{up: true, lim: newLimiter(cfg, now)}
-	}
-	return s, nil
 }
 
 // Config returns the scheduler's configuration with defaults filled in.
-func (s *Scheduler) Config() Config { return s.cfg }
+func (s *Scheduler) Config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
 
 // TryAdmit admits r at once if no one is waiting and a backend has room.
 // It never queues and never allocates. When it fails, the caller goes on to
@@ -127,12 +120,12 @@ func (s *Scheduler) TryAdmit(r *Request, now time.Time) (Ticket, bool) {
 		s.mu.Unlock()
 		return Ticket{}, false
 	}
-	b := s.pickBackendLocked(r.Exclude)
-	if b < 0 {
+	b := s.cap.pick(r.Exclude)
+	if b == nil {
 		s.mu.Unlock()
 		return Ticket{}, false
 	}
-	s.takeSlotLocked(b, now)
+	s.cap.take(b, now)
 	s.stats.AdmittedFast++
 	s.mu.Unlock()
 	return Ticket{Backend: b, Start: now}, true
@@ -210,21 +203,7 @@ func (s *Scheduler) Done(t Ticket, o Outcome, latency time.Duration, now time.Ti
 }
 
 func (s *Scheduler) doneLocked(t Ticket, o Outcome, latency time.Duration, now time.Time) {
-	b := &s.backends[t.Backend]
-	in := b.inflight
-	b.inflight--
-	if o != Ignore {
-		// Clean: no admission took the backend above LimitMin while
-		// this request ran, so its latency is the unloaded one.
-		b.lim.sample(now, latency, in, o == Failure, t.Start.After(b.busyAt))
-		if o == Success {
-			if b.latency == 0 {
-				b.latency = latency
-			} else {
-				b.latency += (latency - b.latency) / 8
-			}
-		}
-	}
+	s.cap.giveBack(t.Backend, o, latency, t.Start, now)
 	if s.queued > 0 {
 		s.releaseLocked(now)
 	}
@@ -246,40 +225,12 @@ func (s *Scheduler) Expire(now time.Time) {
 func (s *Scheduler) RetryAfter(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rate := s.drainRateLocked()
+	rate := s.cap.drainRate()
 	if rate <= 0 {
 		return s.maxTimeout
 	}
 	d := time.Duration(float64(s.queued+1) / rate * float64(time.Second))
 	return min(max(d, time.Millisecond), s.maxTimeout)
-}
-
-// SetBackendUp marks a backend as usable or not (health checks, ejection).
-// When the last backend goes down, every queued request is refused with
-// ErrNoBackend rather than left to time out.
-func (s *Scheduler) SetBackendUp(i int, up bool) {
-	s.setBackendUp(i, up, s.clock())
-}
-
-func (s *Scheduler) setBackendUp(i int, up bool, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := &s.backends[i]
-	if b.up == up {
-		return
-	}
-	b.up = up
-	if up {
-		s.nUp++
-		s.releaseLocked(now)
-		return
-	}
-	s.nUp--
-	if s.nUp == 0 {
-		for len(s.expiry) > 0 {
-			s.refuseLocked(s.expiry[0], ErrNoBackend, true)
-		}
-	}
 }
 
 // Stats returns a snapshot of the scheduler's state and counters.
@@ -290,26 +241,36 @@ func (s *Scheduler) Stats() Stats {
 	for c := range s.classes {
 		st.Queued[c] = s.classes[c].n
 	}
-	st.Backends = make([]BackendStats, len(s.backends))
-	for i, b := range s.backends {
-		st.Backends[i] = BackendStats{Up: b.up, Inflight: b.inflight, Limit: b.lim.limit(), Latency: b.latency}
+	st.Tenants = len(s.tenants)
+	st.Backends = make([]BackendStats, 0, len(s.cap.byID))
+	for _, b := range s.cap.active {
+		st.Backends = append(st.Backends, b.stats())
 	}
+	n := len(st.Backends)
+	for _, b := range s.cap.byID {
+		if b.state == StateDraining {
+			st.Backends = append(st.Backends, b.stats())
+		}
+	}
+	// Active backends in the order they were added, then the draining
+	// ones by ID: the same state always reads the same.
+	slices.SortFunc(st.Backends[n:], func(a, b BackendStats) int { return strings.Compare(a.ID, b.ID) })
 	return st
 }
 
 // arriveLocked admits r at once, queues w for it, or refuses it. On return
 // w.state is granted (ticket returned), waiting (queued) or the error is set.
-func (s *Scheduler) arriveLocked(r *Request, now time.Time, w *waiter) (Ticket, error) {
+func (s *Scheduler) arriveLocked(r *Request, now time.Time, w *Waiter) (Ticket, error) {
 	if len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
 		s.expireLocked(now)
 	}
-	if !s.eligibleLocked(r.Exclude) {
+	if !s.cap.eligible(r.Exclude) {
 		s.stats.NoBackend++
 		return Ticket{}, ErrNoBackend
 	}
 	if s.queued == 0 {
-		if b := s.pickBackendLocked(r.Exclude); b >= 0 {
-			s.takeSlotLocked(b, now)
+		if b := s.cap.pick(r.Exclude); b != nil {
+			s.cap.take(b, now)
 			s.stats.AdmittedFast++
 			w.state = granted
 			return Ticket{Backend: b, Start: now}, nil
@@ -337,7 +298,7 @@ func (s *Scheduler) arriveLocked(r *Request, now time.Time, w *waiter) (Ticket, 
 		return Ticket{}, err
 	}
 	s.seq++
-	*w = waiter{
+	*w = Waiter{
 		req: *r, id: s.seq, arrived: now, expires: expires, expireErr: expireErr,
 		tenant: t, ch: w.ch, timer: w.timer,
 	}
@@ -479,7 +440,7 @@ func (s *Scheduler) dropTenantLocked(t *tenant) {
 }
 
 // removeLocked takes a waiting w off every queue structure.
-func (s *Scheduler) removeLocked(w *waiter) {
+func (s *Scheduler) removeLocked(w *Waiter) {
 	c := w.req.Class
 	s.classes[c].remove(c, w)
 	s.queued--
@@ -490,7 +451,7 @@ func (s *Scheduler) removeLocked(w *waiter) {
 	w.tenant = nil
 }
 
-func (s *Scheduler) refuseLocked(w *waiter, err error, signal bool) {
+func (s *Scheduler) refuseLocked(w *Waiter, err error, signal bool) {
 	s.removeLocked(w)
 	w.state, w.err = refused, err
 	switch err {
@@ -510,13 +471,13 @@ func (s *Scheduler) refuseLocked(w *waiter, err error, signal bool) {
 	s.finishLocked(w, signal)
 }
 
-func (s *Scheduler) finishLocked(w *waiter, signal bool) {
+func (s *Scheduler) finishLocked(w *Waiter, signal bool) {
 	if signal && w.ch != nil {
 		w.signaled = true
 		w.ch <- struct{}{}
 	}
-	if s.onFinish != nil {
-		s.onFinish(w)
+	if s.onDecision != nil {
+		s.onDecision(w, w.ticket, w.err)
 	}
 }
 
@@ -524,15 +485,6 @@ func (s *Scheduler) expireLocked(now time.Time) {
 	for len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
 		w := s.expiry[0]
 		s.refuseLocked(w, w.expireErr, true)
-	}
-}
-
-// takeSlotLocked gives one slot of backend b to a request admitted at now.
-func (s *Scheduler) takeSlotLocked(b int, now time.Time) {
-	be := &s.backends[b]
-	be.inflight++
-	if be.inflight > s.cfg.LimitMin {
-		be.busyAt = now
 	}
 }
 
@@ -544,16 +496,16 @@ func (s *Scheduler) releaseLocked(now time.Time) {
 			s.expireLocked(now)
 			continue
 		}
-		if s.pickBackendLocked(0) < 0 {
+		if s.cap.pick(nil) == nil {
 			return
 		}
 		w := s.nextLocked(now)
 		if w == nil {
 			continue // the discipline shed what it looked at
 		}
-		b := s.pickBackendLocked(w.req.Exclude)
-		if b < 0 {
-			if !s.eligibleLocked(w.req.Exclude) {
+		b := s.cap.pick(w.req.Exclude)
+		if b == nil {
+			if !s.cap.eligible(w.req.Exclude) {
 				s.refuseLocked(w, ErrNoBackend, true)
 				continue
 			}
@@ -566,7 +518,7 @@ func (s *Scheduler) releaseLocked(now time.Time) {
 		w.tenant.deficit[c]--
 		s.removeLocked(w)
 		s.noteReleaseLocked(c)
-		s.takeSlotLocked(b, now)
+		s.cap.take(b, now)
 		s.stats.AdmittedQueued++
 		w.state = granted
 		w.ticket = Ticket{Backend: b, Start: now}
@@ -610,69 +562,11 @@ func (s *Scheduler) pickClassLocked() Class {
 	return first
 }
 
-// pickBackendLocked chooses the backend with the most room relative to
-// its limit, then the lowest recent latency; -1 if none has room.
-func (s *Scheduler) pickBackendLocked(exclude uint64) int {
-	best, bestIn, bestLim := -1, 0, 1
-	for i := range s.backends {
-		b := &s.backends[i]
-		if !b.up || exclude&(1<<uint(i)) != 0 {
-			continue
-		}
-		lim := b.lim.limit()
-		if b.inflight >= lim {
-			continue
-		}
-		// Compare inflight/limit without dividing.
-		if best < 0 {
-			best, bestIn, bestLim = i, b.inflight, lim
-			continue
-		}
-		l, r := b.inflight*bestLim, bestIn*lim
-		if l < r || (l == r && b.latency < s.backends[best].latency) {
-			best, bestIn, bestLim = i, b.inflight, lim
-		}
-	}
-	return best
-}
-
-// eligibleLocked reports whether some backend is up and not excluded.
-func (s *Scheduler) eligibleLocked(exclude uint64) bool {
-	if s.nUp == 0 {
-		return false
-	}
-	if exclude == 0 {
-		return true
-	}
-	if bits.OnesCount64(exclude) < s.nUp {
-		return true
-	}
-	for i := range s.backends {
-		if s.backends[i].up && exclude&(1<<uint(i)) == 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// drainRateLocked estimates how many requests per second the backends
-// complete at their current limits: Σ limit / latency.
-func (s *Scheduler) drainRateLocked() float64 {
-	rate := 0.0
-	for i := range s.backends {
-		b := &s.backends[i]
-		if b.up && b.latency > 0 {
-			rate += float64(b.lim.limit()) / b.latency.Seconds()
-		}
-	}
-	return rate
-}
-
 // estimateWaitLocked estimates how long a new request of class c would
 // wait: the requests that would be released before it, over the drain
 // rate. Before any latency is known it estimates zero (admit, learn).
 func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.Duration {
-	rate := s.drainRateLocked()
+	rate := s.cap.drainRate()
 	if rate <= 0 {
 		return 0
 	}
@@ -730,7 +624,7 @@ func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.
 // milliseconds of being shed (31 ms at 3×), so the latch holds there.
 func (s *Scheduler) overloadedLocked(c Class, now time.Time) bool {
 	cq := &s.classes[c]
-	rate := s.drainRateLocked()
+	rate := s.cap.drainRate()
 	if rate <= 0 {
 		// No latency known yet: nothing says the backlog is slow.
 		return cq.over

@@ -26,15 +26,16 @@ type Request struct {
 	Class    Class
 	Tenant   uint64    // TenantKey of the tenant identity; 0 = anonymous
 	Deadline time.Time // zero: none; a request that cannot start before it is refused
-	// Exclude is a bit set of backend indices not to choose (retries after a
-	// failure on those backends). Services have at most 64 backends.
-	Exclude uint64
+	// Exclude lists backends not to choose (retries after a failure on
+	// them). The scheduler only reads it; the caller keeps it unchanged
+	// while the request waits.
+	Exclude []*Backend
 }
 
 // Ticket is an admitted request's claim on one slot of one backend. It must
 // be given back exactly once with Done.
 type Ticket struct {
-	Backend int       // index of the chosen backend
+	Backend *Backend  // the chosen backend
 	Start   time.Time // when it was admitted
 }
 

@@ -10,7 +10,7 @@ import (
 
 // BenchmarkFastPath is TryAdmit + Done with nobody waiting.
 func BenchmarkFastPath(b *testing.B) {
-	s, _ := New(Config{}, 4)
+	s := newTestScheduler(b, Config{}, 4, time.Now())
 	r := &Request{Class: Normal}
 	now := time.Now()
 	b.ReportAllocs()
@@ -24,7 +24,7 @@ func BenchmarkFastPath(b *testing.B) {
 }
 
 func BenchmarkFastPathParallel(b *testing.B) {
-	s, _ := New(Config{}, 4)
+	s := newTestScheduler(b, Config{}, 4, time.Now())
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		r := &Request{Class: Normal}
@@ -40,25 +40,23 @@ func BenchmarkFastPathParallel(b *testing.B) {
 // BenchmarkQueuedCore is one arrival into and one release from a queue
 // holding thousands of requests (pure core, no goroutines).
 func BenchmarkQueuedCore(b *testing.B) {
-	s, _ := newAt(Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}, QueueMax: 1 << 20, QueueTimeout: time.Hour}, 1, simEpoch)
+	s := newTestScheduler(b, Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}, QueueMax: 1 << 20, QueueTimeout: time.Hour}, 1, simEpoch)
 	now := simEpoch
 	var held Ticket
-	var free []*waiter
-	s.onFinish = func(w *waiter) {
-		if w.state == granted {
-			held = w.ticket
+	var free []*Waiter
+	s.OnDecision(func(w *Waiter, t Ticket, err error) {
+		if err == nil {
+			held = t
 		}
 		free = append(free, w)
-	}
+	})
 	held, _ = s.TryAdmit(&Request{}, now)
 	for i := range 5000 {
 		r := Request{Tenant: uint64(i % 100), Class: Class(i % NumClasses)}
-		s.mu.Lock()
-		s.arriveLocked(&r, now, &waiter{})
-		s.mu.Unlock()
+		s.Arrive(&r, &Waiter{}, now)
 	}
 	for range 64 {
-		free = append(free, &waiter{})
+		free = append(free, &Waiter{})
 	}
 	b.ReportAllocs()
 	i := 0
@@ -66,10 +64,7 @@ func BenchmarkQueuedCore(b *testing.B) {
 		r := Request{Tenant: uint64(i % 100), Class: Class(i % NumClasses)}
 		w := free[len(free)-1]
 		free = free[:len(free)-1]
-		*w = waiter{}
-		s.mu.Lock()
-		s.arriveLocked(&r, now, w)
-		s.mu.Unlock()
+		s.Arrive(&r, w, now)
 		s.Done(held, Success, time.Millisecond, now)
 		i++
 	}
@@ -86,11 +81,8 @@ func BenchmarkAdmitQueued(b *testing.B) {
 	// No timeouts: closed-loop workers in a standing queue would otherwise
 	// be shed by adaptive LIFO, which is right for clients, not for a
 	// measurement of the mechanics.
-	s, err := New(Config{Limit: LimitSpec{Kind: LimitStatic, N: 4}, QueueMax: 1 << 20,
-		QueueTimeout: time.Hour, StandingTimeout: time.Hour}, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := newTestScheduler(b, Config{Limit: LimitSpec{Kind: LimitStatic, N: 4}, QueueMax: 1 << 20,
+		QueueTimeout: time.Hour, StandingTimeout: time.Hour}, 1, time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	// The crowd: low priority, so released only when no worker waits;

@@ -36,10 +36,7 @@ type closedResult struct {
 func runClosed(tb testing.TB, spec closedSpec) *closedResult {
 	tb.Helper()
 	at := func(d time.Duration) time.Time { return simEpoch.Add(d) }
-	s, err := newAt(spec.cfg, 1, at(0))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	s := newTestScheduler(tb, spec.cfg, 1, at(0))
 	rng := rand.New(rand.NewPCG(spec.seed, 0xc105ed))
 	type job struct {
 		client int
@@ -49,30 +46,30 @@ func runClosed(tb testing.TB, spec closedSpec) *closedResult {
 	var (
 		now     time.Duration
 		jobs    []job
-		waiting = map[*waiter]int{}
+		waiting = map[*Waiter]int{}
 		// wake is when each client sends its next request; -1 while its
 		// request is queued or in service.
 		wake = make([]time.Duration, spec.clients)
 		res  = &closedResult{refused: map[error]int{}}
 	)
-	s.clock = func() time.Time { return at(now) }
+	s.SetClock(func() time.Time { return at(now) })
 	start := func(c int, t Ticket) {
-		lat := spec.latency(now, s.backends[0].inflight, rng)
+		lat := spec.latency(now, len(jobs)+1, rng) // the jobs in service are the backend's in-flight requests, this one included
 		jobs = append(jobs, job{client: c, ticket: t, end: now + lat})
 	}
-	s.onFinish = func(w *waiter) {
+	s.OnDecision(func(w *Waiter, t Ticket, err error) {
 		c := waiting[w]
 		delete(waiting, w)
-		if w.state == granted {
+		if err == nil {
 			res.queued++
 			res.lastQueued = now
-			res.maxWait = max(res.maxWait, now-w.arrived.Sub(simEpoch))
-			start(c, w.ticket)
+			res.maxWait = max(res.maxWait, now-w.Arrived().Sub(simEpoch))
+			start(c, t)
 			return
 		}
-		res.refused[w.err]++
+		res.refused[err]++
 		wake[c] = now + time.Millisecond // a refused client tries again soon
-	}
+	})
 	for {
 		tNext, kind, idx := time.Duration(math.MaxInt64), 0, -1
 		for c, t := range wake {
@@ -85,8 +82,8 @@ func runClosed(tb testing.TB, spec closedSpec) *closedResult {
 				tNext, kind, idx = jobs[j].end, 2, j
 			}
 		}
-		if len(s.expiry) > 0 {
-			if t := s.expiry[0].expires.Sub(simEpoch); t < tNext {
+		if e, ok := s.NextExpiry(); ok {
+			if t := e.Sub(simEpoch); t < tNext {
 				tNext, kind = max(t, now), 3
 			}
 		}

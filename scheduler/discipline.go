@@ -10,7 +10,7 @@ import "time"
 // the tenant (deficit round robin), and only then the discipline orders
 // that tenant's own requests. Shedding and LIFO therefore act within a
 // tenant's backlog and can never hand one tenant's turn to another.
-func (s *Scheduler) nextLocked(now time.Time) *waiter {
+func (s *Scheduler) nextLocked(now time.Time) *Waiter {
 	c := s.pickClassLocked()
 	cq := &s.classes[c]
 	t := cq.nextTenant(c)

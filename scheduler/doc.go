@@ -61,14 +61,38 @@
 // request whose deadline cannot be met, estimated from its position and
 // the backends' drain rate (Σ limit/latency), is refused at arrival.
 //
+// # Backends come and go
+//
+// A backend is known by a stable identity (its URL or configured name),
+// never by a position: a Ticket names the *Backend it was issued on, and a
+// retry's Request.Exclude lists backends, so there is no limit on how
+// many a service has. The capacity side (capacity.go) is all the queue
+// side sees of them, through the small granter interface: pick a backend
+// with room, take and give back a slot, tell whether any backend is
+// eligible, and the drain rate. The monitor feeds that side only:
+// SetBackendState (health, ejection, an operator's disable),
+// SetBackendWeight (relative QoS) and SetBackendCap (a CPU-driven or
+// operator's ceiling under the learned limit).
+//
+// Everything changes in place (reconfigure.go). AddBackend, RemoveBackend
+// and Reconfigure (policy and backend set at once, as a reload does) keep
+// queued requests where they are, with their deadlines, and keep what
+// surviving backends learned. A removed backend drains: it gets nothing
+// new, a ticket on it is still given back to it, and it is forgotten when
+// its last request is done; added back before that, it resumes as it was.
+// When no backend is left up, queued requests are refused at once with
+// ErrNoBackend instead of timing out.
+//
 // # Time, goroutines and locks
 //
 // The core is a deterministic state machine: every method that depends on
 // time takes now (TryAdmit, Done, Expire, RetryAfter), like
 // golang.org/x/time/rate. Only the blocking Admit reads the clock and waits:
 // the caller's goroutine parks on a per-waiter channel and a timer for its
-// expiry; the package starts no goroutines. Tests and the simulation drive
-// the core on a fake clock (testdata/*.txt, sim_test.go).
+// expiry; the package starts no goroutines. Arrive, OnDecision, Cancel,
+// Expire and NextExpiry are the same core without the waiting (core.go):
+// the tests and the simulation drive it through them on a fake clock
+// (testdata/*.txt, sim_test.go), never through the internals.
 //
 // There is one lock, Scheduler.mu, held for O(backends + log queued) work
 // and never across a channel operation that can block (a waiter's channel

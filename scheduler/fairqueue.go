@@ -5,12 +5,12 @@ import (
 	"time"
 )
 
-// waiter is one queued request. It lives on three structures at once: its
+// Waiter is one queued request. It lives on three structures at once: its
 // tenant's list for its class (order), the expiry heap (timeouts and
 // deadlines) and, for the blocking Admit, the goroutine that waits on ch.
 // All fields are protected by Scheduler.mu except ch and timer, which only
 // the waiting goroutine uses (ch is written under mu).
-type waiter struct {
+type Waiter struct {
 	// set at arrival
 	req       Request
 	id        uint64 // arrival order, for tests and tie-breaks
@@ -20,7 +20,7 @@ type waiter struct {
 	tenant    *tenant
 
 	// queue links (owned by the tenant's list) and heap position
-	prev, next *waiter
+	prev, next *Waiter
 	heapIdx    int
 
 	// result
@@ -45,14 +45,14 @@ const (
 var waiterPool = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &waiter{ch: make(chan struct{}, 1), timer: t}
+	return &Waiter{ch: make(chan struct{}, 1), timer: t}
 }}
 
-func getWaiter() *waiter { return waiterPool.Get().(*waiter) }
+func getWaiter() *Waiter { return waiterPool.Get().(*Waiter) }
 
-func putWaiter(w *waiter) {
+func putWaiter(w *Waiter) {
 	ch, t := w.ch, w.timer
-	*w = waiter{ch: ch, timer: t}
+	*w = Waiter{ch: ch, timer: t}
 	waiterPool.Put(w)
 }
 
@@ -60,11 +60,11 @@ func putWaiter(w *waiter) {
 // either end and removal from the middle (cancel, timeout, eviction)
 // without allocating.
 type waitList struct {
-	head, tail *waiter
+	head, tail *Waiter
 	n          int
 }
 
-func (l *waitList) pushBack(w *waiter) {
+func (l *waitList) pushBack(w *Waiter) {
 	w.prev, w.next = l.tail, nil
 	if l.tail != nil {
 		l.tail.next = w
@@ -75,7 +75,7 @@ func (l *waitList) pushBack(w *waiter) {
 	l.n++
 }
 
-func (l *waitList) remove(w *waiter) {
+func (l *waitList) remove(w *Waiter) {
 	if w.prev != nil {
 		w.prev.next = w.next
 	} else {
@@ -198,7 +198,7 @@ func (r *ring) remove(c Class, t *tenant) {
 	t.ringPrev[c], t.ringNext[c] = nil, nil
 }
 
-func (cq *classQueue) push(c Class, t *tenant, w *waiter, now time.Time, interval time.Duration) {
+func (cq *classQueue) push(c Class, t *tenant, w *Waiter, now time.Time, interval time.Duration) {
 	if cq.n == 0 {
 		if now.Sub(cq.lastPop) >= interval {
 			cq.stand = false
@@ -226,7 +226,7 @@ func (cq *classQueue) push(c Class, t *tenant, w *waiter, now time.Time, interva
 }
 
 // remove takes w out of its class and tenant.
-func (cq *classQueue) remove(c Class, w *waiter) {
+func (cq *classQueue) remove(c Class, w *Waiter) {
 	t := w.tenant
 	t.q[c].remove(w)
 	cq.n--
@@ -278,7 +278,7 @@ func (cq *classQueue) standing(now time.Time, interval time.Duration) bool {
 
 // expiryHeap is a min-heap of waiters by expiry, so timeouts and deadlines
 // cost O(log n) however the queues order their waiters.
-type expiryHeap []*waiter
+type expiryHeap []*Waiter
 
 func (h expiryHeap) less(i, j int) bool {
 	if h[i].expires.Equal(h[j].expires) {
@@ -293,13 +293,13 @@ func (h expiryHeap) swap(i, j int) {
 	h[j].heapIdx = j
 }
 
-func (h *expiryHeap) push(w *waiter) {
+func (h *expiryHeap) push(w *Waiter) {
 	w.heapIdx = len(*h)
 	*h = append(*h, w)
 	h.up(w.heapIdx)
 }
 
-func (h *expiryHeap) remove(w *waiter) {
+func (h *expiryHeap) remove(w *Waiter) {
 	old := *h
 	i, last := w.heapIdx, len(old)-1
 	if i != last {

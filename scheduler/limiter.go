@@ -17,6 +17,9 @@ type limiter interface {
 	// clean says the request ran with at most LimitMin in flight on its
 	// backend from start to end (a baseline sample).
 	sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool)
+	// setBounds applies new LimitMin/LimitMax (a reconfiguration) and
+	// keeps everything learned.
+	setBounds(min, max int)
 }
 
 // limiterParams are the knobs shared by the adaptive limiters.
@@ -60,6 +63,7 @@ type staticLimiter int
 
 func (s staticLimiter) limit() int                                     { return int(s) }
 func (staticLimiter) sample(time.Time, time.Duration, int, bool, bool) {}
+func (staticLimiter) setBounds(int, int)                               {}
 
 // baseline measures a backend's unloaded latency (the "minRTT" that the
 // adaptive limiters compare recent latency against). Inferring it from the
@@ -238,6 +242,11 @@ func (a *adaptive) limit() int {
 	return int(a.lim)
 }
 
+func (a *adaptive) setBounds(lo, hi int) {
+	a.base.p.min, a.base.p.max = lo, hi
+	a.lim = clampLimit(a.lim, a.base.p)
+}
+
 // collect feeds one sample to the probe or the window and reports whether
 // a window is complete, so the limiter should decide a new limit now.
 func (a *adaptive) collect(now time.Time, rtt time.Duration, inflight int, failed, clean bool) bool {
@@ -367,3 +376,6 @@ func (v *vegasLimiter) sample(now time.Time, rtt time.Duration, inflight int, fa
 	}
 	v.commit(now, v.lim)
 }
+
+// baselineRTT is the learned unloaded latency, 0 before the first probe.
+func (a *adaptive) baselineRTT() time.Duration { return a.base.rtt }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,10 +20,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestFastPathAllocatesNothing(t *testing.T) {
-	s, err := New(Config{}, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestScheduler(t, Config{}, 4, time.Now())
 	r := &Request{Class: Normal, Tenant: 7}
 	now := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -41,13 +40,10 @@ func TestFastPathAllocatesNothing(t *testing.T) {
 // ever exceeds its limit, and the scheduler empties.
 func TestAdmitConcurrent(t *testing.T) {
 	const limit, backends, workers, perWorker = 3, 2, 32, 200
-	s, err := New(Config{Limit: LimitSpec{Kind: LimitStatic, N: limit}, QueueMax: 64, QueueTimeout: time.Second}, backends)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: limit}, QueueMax: 64, QueueTimeout: time.Second}, backends, time.Now())
 	var (
 		mu       sync.Mutex
-		inflight [backends]int
+		inflight = map[*Backend]int{}
 		wg       sync.WaitGroup
 		ok, errs int
 	)
@@ -74,7 +70,7 @@ func TestAdmitConcurrent(t *testing.T) {
 				ok++
 				inflight[tk.Backend]++
 				if inflight[tk.Backend] > limit {
-					t.Errorf("backend %d has %d in flight, limit %d", tk.Backend, inflight[tk.Backend], limit)
+					t.Errorf("backend %s has %d in flight, limit %d", tk.Backend.ID(), inflight[tk.Backend], limit)
 				}
 				mu.Unlock()
 				for range rng.IntN(50) {
@@ -105,7 +101,7 @@ func TestAdmitConcurrent(t *testing.T) {
 
 // TestAdmitTimeoutAndCancel checks the blocking path's two exits.
 func TestAdmitTimeoutAndCancel(t *testing.T) {
-	s, _ := New(Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}, QueueTimeout: 20 * time.Millisecond}, 1)
+	s := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}, QueueTimeout: 20 * time.Millisecond}, 1, time.Now())
 	tk, err := s.Admit(context.Background(), &Request{})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +109,7 @@ func TestAdmitTimeoutAndCancel(t *testing.T) {
 	if _, err := s.Admit(context.Background(), &Request{}); !errors.Is(err, ErrQueueTimeout) {
 		t.Fatalf("got %v, want ErrQueueTimeout", err)
 	}
-	s2, _ := New(Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}, QueueTimeout: time.Hour}, 1)
+	s2 := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}, QueueTimeout: time.Hour}, 1, time.Now())
 	tk2, _ := s2.TryAdmit(&Request{}, time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -154,26 +150,28 @@ func TestProperty(t *testing.T) {
 		nb := 1 + rng.IntN(3)
 		var now time.Duration
 		at := func() time.Time { return simEpoch.Add(now) }
-		s, err := newAt(cfg, nb, at())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.clock = at
-		ended := map[*waiter]int{}
+		s := newTestScheduler(t, cfg, nb, at())
+		s.SetClock(at)
+		var backends []*Backend // as tickets name them, for exclusions
+		ended := map[*Waiter]int{}
 		var tickets []Ticket
-		waiting := map[*waiter]bool{}
-		s.onFinish = func(w *waiter) {
+		waiting := map[*Waiter]bool{}
+		s.OnDecision(func(w *Waiter, tk Ticket, err error) {
 			ended[w]++
 			delete(waiting, w)
-			if w.state == granted {
-				tickets = append(tickets, w.ticket)
+			if err == nil {
+				tickets = append(tickets, tk)
+			}
+		})
+		noteBackend := func(tk Ticket) {
+			if !slices.Contains(backends, tk.Backend) {
+				backends = append(backends, tk.Backend)
 			}
 		}
 		check := func() {
-			for i := range s.backends {
-				b := &s.backends[i]
-				if b.inflight < 0 || (cfg.Limit.Kind == LimitStatic && b.inflight > cfg.Limit.N) {
-					t.Fatalf("seed %d: backend %d inflight %d, limit %d", seed, i, b.inflight, cfg.Limit.N)
+			for _, b := range s.Stats().Backends {
+				if b.Inflight < 0 || (cfg.Limit.Kind == LimitStatic && b.Inflight > cfg.Limit.N) {
+					t.Fatalf("seed %d: backend %s inflight %d, limit %d", seed, b.ID, b.Inflight, cfg.Limit.N)
 				}
 			}
 		}
@@ -182,18 +180,21 @@ func TestProperty(t *testing.T) {
 			switch op := rng.IntN(10); {
 			case step < 3000 && op < 4:
 				arrivals++
-				r := Request{Class: Class(rng.IntN(NumClasses)), Tenant: uint64(rng.IntN(5)), Exclude: uint64(rng.IntN(1 << nb))}
+				r := Request{Class: Class(rng.IntN(NumClasses)), Tenant: uint64(rng.IntN(5))}
+				for _, b := range backends {
+					if rng.IntN(2) == 0 {
+						r.Exclude = append(r.Exclude, b)
+					}
+				}
 				if rng.IntN(4) == 0 {
 					r.Deadline = at().Add(time.Duration(rng.IntN(40)) * time.Millisecond)
 				}
-				w := &waiter{}
-				s.mu.Lock()
-				tk, err := s.arriveLocked(&r, at(), w)
-				s.mu.Unlock()
+				w := &Waiter{}
+				tk, err := s.Arrive(&r, w, at())
 				switch {
 				case err != nil:
 					ended[w]++
-				case w.state == granted:
+				case !w.Queued():
 					ended[w]++
 					tickets = append(tickets, tk)
 				default:
@@ -202,17 +203,16 @@ func TestProperty(t *testing.T) {
 			case op < 7 && len(tickets) > 0:
 				i := rng.IntN(len(tickets))
 				tk := tickets[i]
+				noteBackend(tk)
 				tickets = append(tickets[:i], tickets[i+1:]...)
 				s.Done(tk, Outcome(rng.IntN(3)), time.Duration(1+rng.IntN(30))*time.Millisecond, at())
 			case op < 8 && len(waiting) > 0 && step%7 == 0:
 				for w := range waiting {
-					s.mu.Lock()
-					s.refuseLocked(w, ErrCanceled, false)
-					s.mu.Unlock()
+					s.Cancel(w)
 					break
 				}
 			case op < 9:
-				s.setBackendUp(rng.IntN(nb), rng.IntN(4) != 0, at())
+				setUp(t, s, strconv.Itoa(rng.IntN(nb)), rng.IntN(4) != 0, at())
 			default:
 				now += time.Duration(rng.IntN(5)) * time.Millisecond
 				s.Expire(at())
@@ -221,7 +221,7 @@ func TestProperty(t *testing.T) {
 			if step > 100000 {
 				// Make sure all backends come back so the queue drains.
 				for i := range nb {
-					s.setBackendUp(i, true, at())
+					setUp(t, s, strconv.Itoa(i), true, at())
 				}
 			}
 		}
@@ -230,15 +230,16 @@ func TestProperty(t *testing.T) {
 		}
 		for w, n := range ended {
 			if n != 1 {
-				t.Fatalf("seed %d: request %d ended %d times", seed, w.id, n)
+				t.Fatalf("seed %d: request arrived at %v ended %d times", seed, w.Arrived(), n)
 			}
 		}
-		if s.queued != 0 || len(s.expiry) != 0 || len(s.tenants) != 0 {
-			t.Fatalf("seed %d: not empty: queued %d heap %d tenants %d", seed, s.queued, len(s.expiry), len(s.tenants))
+		_, expiring := s.NextExpiry()
+		if st := s.Stats(); s.Queued() != 0 || expiring || st.Tenants != 0 {
+			t.Fatalf("seed %d: not empty: queued %d expiring %v tenants %d", seed, s.Queued(), expiring, st.Tenants)
 		}
-		for i := range s.backends {
-			if s.backends[i].inflight != 0 {
-				t.Fatalf("seed %d: backend %d inflight %d at the end", seed, i, s.backends[i].inflight)
+		for _, b := range s.Stats().Backends {
+			if b.Inflight != 0 {
+				t.Fatalf("seed %d: backend %s inflight %d at the end", seed, b.ID, b.Inflight)
 			}
 		}
 	}
@@ -279,12 +280,11 @@ func TestLimiters(t *testing.T) {
 // that ran with at most LimitMin in flight from start to end.
 func TestBaselineProbe(t *testing.T) {
 	const rtt = 20 * time.Millisecond
-	base := func(s *Scheduler) time.Duration { return s.backends[0].lim.(*gradientLimiter).base.rtt }
+	base := func(s *Scheduler) time.Duration { return s.Stats().Backends[0].Baseline }
 	limit := func(s *Scheduler) int { return s.Stats().Backends[0].Limit }
 
 	t.Run("passive when unloaded", func(t *testing.T) {
-		s, err := newAt(Config{}, 1, simEpoch)
-		require.NoError(t, err)
+		s := newTestScheduler(t, Config{}, 1, simEpoch)
 		require.Equal(t, 4, limit(s), "initial limit")
 		now := simEpoch
 		for i := range defaultProbeSamples / 2 {
@@ -305,8 +305,7 @@ func TestBaselineProbe(t *testing.T) {
 	})
 
 	t.Run("dirty samples are not the baseline", func(t *testing.T) {
-		s, err := newAt(Config{}, 1, simEpoch)
-		require.NoError(t, err)
+		s := newTestScheduler(t, Config{}, 1, simEpoch)
 		now := simEpoch
 		// Three in flight at once: every sample is dirty, however fast.
 		for range (probeGraceFactor*defaultProbeSamples - 1) / 3 {
@@ -346,8 +345,7 @@ func TestBaselineProbe(t *testing.T) {
 	})
 
 	t.Run("overlap with a busy admission is dirty", func(t *testing.T) {
-		s, err := newAt(Config{}, 1, simEpoch)
-		require.NoError(t, err)
+		s := newTestScheduler(t, Config{}, 1, simEpoch)
 		now := simEpoch
 		a, _ := s.TryAdmit(&Request{}, now)
 		b, _ := s.TryAdmit(&Request{}, now)

@@ -108,23 +108,20 @@ var simEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 func runSim(tb testing.TB, spec simSpec) *simResult {
 	tb.Helper()
 	at := func(d time.Duration) time.Time { return simEpoch.Add(d) }
-	s, err := newAt(spec.cfg, 1, at(0))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	s := newTestScheduler(tb, spec.cfg, 1, at(0))
 	rng := rand.New(rand.NewPCG(spec.seed, 0x5eed))
 	var (
 		now     time.Duration
 		reqs    []simReq
 		jobs    []simJob
-		byID    = map[uint64]int{}
+		byID    = map[*Waiter]int{}
 		next    = make([]time.Duration, len(spec.streams))
 		end     = spec.warm + spec.measure
 		stop    = end + time.Second // keep the load on while the measured requests finish
 		res     = &simResult{streams: make([]simStreamResult, len(spec.streams)), refused: map[error]int{}}
-		waiters = map[*waiter]bool{}
+		waiters = map[*Waiter]bool{}
 	)
-	s.clock = func() time.Time { return at(now) }
+	s.SetClock(func() time.Time { return at(now) })
 	if spec.abrupt {
 		stop = end
 	}
@@ -138,15 +135,15 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		jobs = append(jobs, simJob{req: i, ticket: t, rem: float64(simService)})
 		res.maxConc = max(res.maxConc, len(jobs))
 	}
-	s.onFinish = func(w *waiter) {
-		i := byID[w.id]
+	s.OnDecision(func(w *Waiter, t Ticket, err error) {
+		i := byID[w]
 		delete(waiters, w)
-		if w.state == granted {
-			start(i, w.ticket)
+		if err == nil {
+			start(i, t)
 			return
 		}
-		reqs[i].done, reqs[i].err = now, w.err
-	}
+		reqs[i].done, reqs[i].err = now, err
+	})
 	for {
 		// The next event: an arrival, a completion or a queue expiry.
 		tNext, kind := time.Duration(math.MaxInt64), 0
@@ -168,8 +165,8 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 				tNext, kind, jDone = t, 2, j
 			}
 		}
-		if len(s.expiry) > 0 {
-			if t := s.expiry[0].expires.Sub(simEpoch); t < tNext {
+		if e, ok := s.NextExpiry(); ok {
+			if t := e.Sub(simEpoch); t < tNext {
 				tNext, kind = max(t, now), 3
 			}
 		}
@@ -205,7 +202,7 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			case w == nil:
 				start(i, t)
 			default:
-				byID[w.id] = i
+				byID[w] = i
 				waiters[w] = true
 			}
 		case 2:
@@ -410,16 +407,14 @@ func TestSimulationAbruptEnd(t *testing.T) {
 
 // simArrive is what the blocking Admit does on arrival, minus the waiting:
 // the request is admitted at once (w == nil), refused (err), or queued, and
-// then w is the waiter the simulation must watch for its grant or refusal.
-func simArrive(s *Scheduler, r *Request, now time.Time) (t Ticket, w *waiter, err error) {
+// then w is the Waiter the simulation must watch for its grant or refusal.
+func simArrive(s *Scheduler, r *Request, now time.Time) (t Ticket, w *Waiter, err error) {
 	if t, ok := s.TryAdmit(r, now); ok {
 		return t, nil, nil
 	}
-	w = &waiter{}
-	s.mu.Lock()
-	t, err = s.arriveLocked(r, now, w)
-	s.mu.Unlock()
-	if err != nil || w.state == granted {
+	w = &Waiter{}
+	t, err = s.Arrive(r, w, now)
+	if err != nil || !w.Queued() {
 		return t, nil, err
 	}
 	return Ticket{}, w, nil

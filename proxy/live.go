@@ -1,0 +1,351 @@
+package proxy
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluiceproxy/sluice/pool"
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// liveConfig is the part of the configuration a reload may change, compiled
+// for the request path. It is immutable once published: a reload builds a
+// new one and swaps the pointer (as grpc-go's pickers are swapped), and a
+// request keeps the one it loaded at arrival for its whole life.
+type liveConfig struct {
+	cfg      Config
+	routes   []route
+	fallback *route // when no routes are configured: the first service
+	classify classifier
+}
+
+// service is a group of redundant backends and the scheduler in front of
+// them. It outlives reloads that keep its name: its scheduler is
+// reconfigured in place, so its queue and its backends' learned limits
+// stay.
+type service struct {
+	// Immutable.
+	name  string
+	sched *scheduler.Scheduler
+
+	// Protected by Server.reloadMu.
+	upstreams map[string]*upstream // by backend ID
+	leaving   map[string]*upstream // removed, draining; revived if added back
+}
+
+// upstream is one backend of a service: the scheduler's record of it and
+// its channel pool. The scheduler hands it back with every ticket (its
+// Tag), so the request path needs no lookup.
+type upstream struct {
+	// Immutable.
+	id string
+	sb *scheduler.Backend
+
+	// The pool is replaced when a reload changes its settings; a request
+	// loads it once per attempt.
+	pool atomic.Pointer[pool.Backend]
+
+	// Protected by Server.reloadMu.
+	pcfg   pool.Config
+	leaves int // how many times it was removed: a drain closes only its own
+}
+
+func upstreamOf(t scheduler.Ticket) *upstream { return t.Backend.Tag().(*upstream) }
+
+// Reload applies a new configuration while traffic flows: routes,
+// services, backends, queue policies, limits, timeouts, pool settings and
+// classification. Services and backends are matched by name and URL:
+// those that stay keep their queue, learned limits and pooled
+// connections; new backends warm their pool before they take requests;
+// removed ones drain (nothing new, in-flight requests finish, then the
+// pool closes, within ShutdownGrace). An invalid configuration is refused
+// with the error and the running one stays in force.
+//
+// The listen address, the client header timeout and idle timeout, the
+// header size limit and the log settings are fixed when the listener
+// starts; a reload that changes them applies the rest and logs what needs
+// a restart.
+func (s *Server) Reload(cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("proxy: server is shut down")
+	}
+	for _, f := range restartOnly(s.start, cfg) {
+		s.log.Warn().Str("setting", f).Msg("reload: this setting changes only with a restart; the running value stays")
+	}
+	return s.apply(cfg, time.Now())
+}
+
+// restartOnly lists the settings that differ between a and b and that a
+// reload cannot change.
+func restartOnly(a, b Config) []string {
+	var out []string
+	add := func(name string, changed bool) {
+		if changed {
+			out = append(out, name)
+		}
+	}
+	add("listen", a.Listen != b.Listen)
+	add("timeouts.client_header", a.Timeouts.ClientHeader != b.Timeouts.ClientHeader)
+	add("timeouts.idle", a.Timeouts.Idle != b.Timeouts.Idle)
+	add("limits.max_header_bytes", a.Limits.MaxHeaderBytes != b.Limits.MaxHeaderBytes)
+	la, lb := a.Log, b.Log
+	la.AccessWriter, lb.AccessWriter = nil, nil
+	add("log", !reflect.DeepEqual(la, lb))
+	return out
+}
+
+// apply builds or reconfigures every service of cfg (validated, defaults
+// applied), publishes the new runtime, and retires what cfg no longer
+// names.
+func (s *Server) apply(cfg Config, now time.Time) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	keep := make(map[string]*service, len(cfg.Services))
+	for _, sc := range cfg.Services {
+		svc, err := s.configureService(sc, now)
+		if err != nil {
+			return err
+		}
+		keep[sc.Name] = svc
+	}
+	rt := &liveConfig{cfg: cfg, classify: newClassifier(cfg.Classify)}
+	for _, rc := range cfg.Routes {
+		rt.routes = append(rt.routes, newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service)))
+	}
+	if len(rt.routes) == 0 {
+		first := cfg.Services[0].Name
+		fb := newRoute(RouteConfig{Service: first}, keep[first], hostRewriteOf(cfg, first))
+		rt.fallback = &fb
+	}
+	s.rt.Store(rt)
+	for name, svc := range s.services {
+		if keep[name] != svc {
+			s.retireService(svc, cfg.ShutdownGrace)
+		}
+	}
+	s.services = keep
+	return nil
+}
+
+func hostRewriteOf(cfg Config, name string) []byte {
+	for _, sc := range cfg.Services {
+		if sc.Name == name && sc.HostRewrite != "" {
+			return []byte(sc.HostRewrite)
+		}
+	}
+	return nil
+}
+
+// configureService returns the service named sc.Name with sc applied: the
+// existing one reconfigured in place, or a new one.
+func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, error) {
+	qcfg, pcfg := *sc.Queue, *sc.Pool // WithDefaults gave every service both
+	svc := s.services[sc.Name]
+	if svc == nil {
+		sched, err := scheduler.New(qcfg)
+		if err != nil {
+			return nil, fmt.Errorf("service %q: %w", sc.Name, err)
+		}
+		svc = &service{name: sc.Name, sched: sched,
+			upstreams: make(map[string]*upstream), leaving: make(map[string]*upstream)}
+	}
+	specs := make([]scheduler.BackendSpec, 0, len(sc.Backends))
+	var added []*upstream
+	for _, id := range sc.Backends {
+		u := svc.upstreams[id]
+		if u == nil {
+			u = svc.leaving[id] // back before its drain ended: as it was
+		}
+		if u == nil {
+			u = &upstream{id: id}
+			p, err := s.newPool(sc.Name, id, pcfg)
+			if err != nil {
+				for _, a := range added {
+					a.pool.Load().Close()
+				}
+				return nil, err
+			}
+			u.pool.Store(p)
+			u.pcfg = pcfg
+			added = append(added, u)
+		}
+		specs = append(specs, scheduler.BackendSpec{ID: id, Tag: u})
+	}
+	if err := svc.sched.Reconfigure(qcfg, specs, now); err != nil {
+		for _, a := range added {
+			a.pool.Load().Close()
+		}
+		return nil, fmt.Errorf("service %q: %w", sc.Name, err)
+	}
+	wanted := make(map[string]*upstream, len(specs))
+	for _, sp := range specs {
+		wanted[sp.ID] = sp.Tag.(*upstream)
+	}
+	for id, u := range svc.upstreams {
+		if wanted[id] == nil {
+			delete(svc.upstreams, id)
+			svc.leaving[id] = u
+			u.leaves++
+			s.drainUpstream(svc, u, u.leaves, s.graceOf())
+		}
+	}
+	for id, u := range wanted {
+		delete(svc.leaving, id)
+		svc.upstreams[id] = u
+	}
+	for _, id := range sc.Backends {
+		u := svc.upstreams[id]
+		if !slices.Contains(added, u) && !samePoolConfig(u.pcfg, pcfg) {
+			// New pool settings: new requests take a new pool; the old
+			// one closes once what it carries is done.
+			p, err := s.newPool(sc.Name, id, pcfg)
+			if err != nil {
+				return nil, err // validated: cannot happen
+			}
+			old := u.pool.Swap(p)
+			u.pcfg = pcfg
+			s.retirePool(old, s.graceOf())
+		}
+	}
+	return svc, nil
+}
+
+// graceOf is the drain bound of the running configuration.
+func (s *Server) graceOf() time.Duration {
+	if rt := s.rt.Load(); rt != nil {
+		return rt.cfg.ShutdownGrace
+	}
+	return s.start.ShutdownGrace
+}
+
+func (s *Server) newPool(svc, id string, pcfg pool.Config) (*pool.Backend, error) {
+	addr, _ := backendAddr(id) // validated
+	p, err := pool.NewBackend(addr, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("service %q backend %q: %w", svc, id, err)
+	}
+	if err := p.Warm(); err != nil {
+		// Not fatal: a backend may start after the gateway. The pool
+		// keeps trying, and requests see the failures.
+		s.log.Warn().Err(err).Str("service", svc).Str("backend", id).Msg("warming connections failed")
+	}
+	return p, nil
+}
+
+// drainPoll is how often a retiring pool or service is checked for work
+// still in flight.
+const drainPoll = 20 * time.Millisecond
+
+// retirePool closes a pool that was replaced once no request uses it, or
+// after grace.
+func (s *Server) retirePool(p *pool.Backend, grace time.Duration) {
+	s.retired.Add(1)
+	go func() {
+		defer s.retired.Done()
+		waitUntil(grace, func() bool { return p.Stats().InFlight == 0 })
+		p.Close()
+	}()
+}
+
+// drainUpstream closes the pool of a removed backend once the scheduler
+// has nothing of it in flight, or after grace, unless the backend was
+// added back meanwhile (its leaves count moved on).
+func (s *Server) drainUpstream(svc *service, u *upstream, leave int, grace time.Duration) {
+	s.retired.Add(1)
+	go func() {
+		defer s.retired.Done()
+		waitUntil(grace, func() bool {
+			n, _ := svc.sched.BackendInflight(u.id)
+			return n == 0 && u.pool.Load().Stats().InFlight == 0
+		})
+		s.reloadMu.Lock()
+		gone := svc.leaving[u.id] == u && u.leaves == leave
+		if gone {
+			delete(svc.leaving, u.id)
+		}
+		s.reloadMu.Unlock()
+		if gone {
+			u.pool.Load().Close()
+		}
+	}()
+}
+
+// waitUntil polls done until it holds or grace has passed.
+func waitUntil(grace time.Duration, done func() bool) {
+	deadline := time.Now().Add(grace)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(drainPoll)
+	}
+}
+
+// retireService lets a service that a reload removed finish what it has
+// queued and in flight (no new request reaches it: no route leads there),
+// then closes its pools. Called with reloadMu held.
+func (s *Server) retireService(svc *service, grace time.Duration) {
+	s.retiring[svc] = true
+	s.retired.Add(1)
+	go func() {
+		defer s.retired.Done()
+		waitUntil(grace, svc.idle)
+		s.reloadMu.Lock()
+		delete(s.retiring, svc)
+		svc.close()
+		s.reloadMu.Unlock()
+	}()
+}
+
+// idle reports whether nothing waits in the service's queue and nothing is
+// in flight on its backends.
+func (svc *service) idle() bool {
+	st := svc.sched.Stats()
+	if st.Queued != [scheduler.NumClasses]int{} {
+		return false
+	}
+	for _, b := range st.Backends {
+		if b.Inflight > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// closePools closes every pool, of the services in use and of those
+// still retiring (Shutdown).
+func (s *Server) closePools() {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	for _, svc := range s.services {
+		svc.close()
+	}
+	for svc := range s.retiring {
+		svc.close()
+	}
+}
+
+// close closes the pools of every backend of svc, those leaving too.
+// Called with reloadMu held.
+func (svc *service) close() {
+	for _, u := range svc.upstreams {
+		u.pool.Load().Close()
+	}
+	for _, u := range svc.leaving {
+		u.pool.Load().Close()
+	}
+}
+
+// samePoolConfig compares pool settings; Dial (set by tests and benchmarks,
+// never by a file) does not count.
+func samePoolConfig(a, b pool.Config) bool {
+	a.Dial, b.Dial = nil, nil
+	return reflect.DeepEqual(a, b)
+}

@@ -1,0 +1,289 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// This file is the capacity side of the scheduler: the backends, what each
+// may take (its limiter, its state, its weight, an optional cap), and which
+// one a request goes to. The queue side (fairqueue.go, discipline.go) never
+// looks inside a Backend; it asks the granter interface below. The monitor
+// feeds this side only, through SetBackendState, SetBackendWeight and
+// SetBackendCap.
+
+// BackendState says whether a backend may be given new requests.
+type BackendState uint8
+
+const (
+	// StateUp: the backend takes requests, within its limit.
+	StateUp BackendState = iota
+	// StateDown: failing health checks, ejected, or disabled by an
+	// operator. It gets nothing new; what it has in flight finishes. Its
+	// learned limit and baseline are kept for when it comes back.
+	StateDown
+	// StateDraining: removed (reload, admin API, a standby released). It
+	// gets nothing new and leaves the scheduler once its last request is
+	// done, unless it is added back before, in which case it keeps what it
+	// learned.
+	StateDraining
+)
+
+var stateNames = [...]string{"up", "down", "draining"}
+
+func (s BackendState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "invalid"
+}
+
+// Errors of the backend-changing methods.
+var (
+	ErrUnknownBackend   = errors.New("unknown backend")
+	ErrDuplicateBackend = errors.New("backend already present")
+)
+
+// Backend is the scheduler's record of one backend, known by a stable
+// identity (its URL or configured name). A *Backend stays valid after the
+// backend is removed: a Ticket that names it can still be given back.
+type Backend struct {
+	// Immutable after AddBackend.
+	id  string
+	tag any
+
+	// Protected by Scheduler.mu.
+	state    BackendState
+	inflight int
+	lim      limiter
+	limKind  LimitSpec
+	latency  time.Duration // EWMA of successful samples; 0 = none yet
+	weight   float64       // relative share of traffic; 1 unless set
+	cap      int           // a ceiling on the limit (monitor, operator); 0 = none
+	// busyAt is the last admission that took inflight above LimitMin. A
+	// request admitted after it ran with at most LimitMin in flight the
+	// whole time, and its latency is a clean baseline sample (limiter.go).
+	busyAt time.Time
+	// gone: drained and forgotten; a later AddBackend of the same ID
+	// starts afresh.
+	gone bool
+}
+
+// ID is the backend's stable identity.
+func (b *Backend) ID() string { return b.id }
+
+// Tag is the value the caller gave AddBackend: its own handle for this
+// backend (the proxy's pool), so that a ticket needs no lookup.
+func (b *Backend) Tag() any { return b.tag }
+
+// BackendSpec names a backend for Reconfigure.
+type BackendSpec struct {
+	ID  string
+	Tag any // used only when the backend is new
+}
+
+// granter is the capacity side as the queue side sees it. It is the seam
+// between the two halves of the scheduler, as CockroachDB's granter is to
+// its WorkQueue; every method runs under Scheduler.mu.
+type granter interface {
+	// pick returns a backend with room, not in exclude, or nil.
+	pick(exclude []*Backend) *Backend
+	// take gives one slot of b to a request admitted at now.
+	take(b *Backend, now time.Time)
+	// giveBack returns a slot and teaches b's limiter the outcome.
+	giveBack(b *Backend, o Outcome, latency time.Duration, start, now time.Time)
+	// eligible reports whether some backend is up and not in exclude.
+	eligible(exclude []*Backend) bool
+	// drainRate is how many requests per second the backends complete at
+	// their current limits.
+	drainRate() float64
+}
+
+var _ granter = (*backendSet)(nil)
+
+// backendSet holds a service's backends.
+type backendSet struct {
+	cfg *Config // the scheduler's, for limiter construction and LimitMin
+	// active are the backends up or down, in the order they were added;
+	// draining ones are only in byID until they are gone.
+	active []*Backend
+	byID   map[string]*Backend
+	nUp    int
+}
+
+func newBackendSet(cfg *Config) backendSet {
+	return backendSet{cfg: cfg, byID: make(map[string]*Backend)}
+}
+
+// effectiveLimit is b's limit with its cap applied.
+func (b *Backend) effectiveLimit() int {
+	l := b.lim.limit()
+	if b.cap > 0 && b.cap < l {
+		l = b.cap
+	}
+	return l
+}
+
+func excluded(b *Backend, exclude []*Backend) bool {
+	for _, e := range exclude {
+		if e == b {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses the backend with the most room relative to its limit and
+// weight, then the lowest recent latency; nil if none has room.
+func (bs *backendSet) pick(exclude []*Backend) *Backend {
+	var best *Backend
+	var bestIn, bestCap float64
+	for _, b := range bs.active {
+		if b.state != StateUp || (len(exclude) > 0 && excluded(b, exclude)) {
+			continue
+		}
+		lim := b.effectiveLimit()
+		if b.inflight >= lim {
+			continue
+		}
+		in, capa := float64(b.inflight), float64(lim)*b.weight
+		if best == nil {
+			best, bestIn, bestCap = b, in, capa
+			continue
+		}
+		// Compare inflight/capacity without dividing.
+		l, r := in*bestCap, bestIn*capa
+		if l < r || (l == r && b.latency < best.latency) {
+			best, bestIn, bestCap = b, in, capa
+		}
+	}
+	return best
+}
+
+func (bs *backendSet) take(b *Backend, now time.Time) {
+	b.inflight++
+	if b.inflight > bs.cfg.LimitMin {
+		b.busyAt = now
+	}
+}
+
+func (bs *backendSet) giveBack(b *Backend, o Outcome, latency time.Duration, start, now time.Time) {
+	in := b.inflight
+	b.inflight--
+	if o != Ignore && !b.gone {
+		// Clean: no admission took the backend above LimitMin while
+		// this request ran, so its latency is the unloaded one.
+		b.lim.sample(now, latency, in, o == Failure, start.After(b.busyAt))
+		if o == Success {
+			if b.latency == 0 {
+				b.latency = latency
+			} else {
+				b.latency += (latency - b.latency) / 8
+			}
+		}
+	}
+	if b.state == StateDraining && b.inflight == 0 {
+		bs.forget(b)
+	}
+}
+
+func (bs *backendSet) eligible(exclude []*Backend) bool {
+	if bs.nUp == 0 {
+		return false
+	}
+	if len(exclude) == 0 {
+		return true
+	}
+	for _, b := range bs.active {
+		if b.state == StateUp && !excluded(b, exclude) {
+			return true
+		}
+	}
+	return false
+}
+
+func (bs *backendSet) drainRate() float64 {
+	rate := 0.0
+	for _, b := range bs.active {
+		if b.state == StateUp && b.latency > 0 {
+			rate += float64(b.effectiveLimit()) / b.latency.Seconds()
+		}
+	}
+	return rate
+}
+
+// add puts a backend in the set, or brings a draining one back with what
+// it learned.
+func (bs *backendSet) add(id string, tag any, now time.Time) (*Backend, error) {
+	if id == "" {
+		return nil, fmt.Errorf("scheduler: backend with an empty ID")
+	}
+	if b, ok := bs.byID[id]; ok {
+		if b.state != StateDraining {
+			return nil, fmt.Errorf("scheduler: backend %q: %w", id, ErrDuplicateBackend)
+		}
+		b.state = StateUp
+		bs.active = append(bs.active, b)
+		bs.nUp++
+		return b, nil
+	}
+	b := &Backend{id: id, tag: tag, weight: 1, lim: newLimiter(*bs.cfg, now), limKind: bs.cfg.Limit}
+	bs.byID[id] = b
+	bs.active = append(bs.active, b)
+	bs.nUp++
+	return b, nil
+}
+
+// drain takes b out of the active set; it is forgotten once idle.
+func (bs *backendSet) drain(b *Backend) {
+	if b.state == StateDraining {
+		return
+	}
+	if b.state == StateUp {
+		bs.nUp--
+	}
+	b.state = StateDraining
+	if i := slices.Index(bs.active, b); i >= 0 {
+		bs.active = slices.Delete(bs.active, i, i+1)
+	}
+	if b.inflight == 0 {
+		bs.forget(b)
+	}
+}
+
+func (bs *backendSet) forget(b *Backend) {
+	if bs.byID[b.id] == b {
+		delete(bs.byID, b.id)
+	}
+	b.gone = true
+}
+
+// setState moves an active backend between up and down. It reports
+// whether anything changed.
+func (bs *backendSet) setState(b *Backend, st BackendState) bool {
+	if b.state == st || b.state == StateDraining {
+		return false
+	}
+	if st == StateUp {
+		bs.nUp++
+	} else {
+		bs.nUp--
+	}
+	b.state = st
+	return true
+}
+
+// retune applies a new policy to every backend: a limiter of another kind
+// is replaced (its learning does not transfer); one of the same kind keeps
+// its limit and baseline and only takes the new bounds.
+func (bs *backendSet) retune(now time.Time) {
+	for _, b := range bs.byID {
+		if b.limKind != bs.cfg.Limit {
+			b.lim, b.limKind = newLimiter(*bs.cfg, now), bs.cfg.Limit
+			continue
+		}
+		b.lim.setBounds(bs.cfg.LimitMin, bs.cfg.LimitMax)
+	}
+}

@@ -1,0 +1,126 @@
+package scheduler
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// learn runs n requests one at a time on a fresh scheduler's only
+// backend, each taking rtt, so that its adaptive limiter takes a baseline.
+func learn(t *testing.T, s *Scheduler, now time.Time, rtt time.Duration, n int) time.Time {
+	t.Helper()
+	for range n {
+		tk, ok := s.TryAdmit(&Request{}, now)
+		require.True(t, ok)
+		now = now.Add(rtt)
+		s.Done(tk, Success, rtt, now)
+	}
+	return now
+}
+
+// TestReconfigureKeepsLearnedLimits: a backend that stays keeps its
+// baseline and limit across a change of policy; one whose limit kind
+// changes starts afresh; a new one starts from the initial limit.
+func TestReconfigureKeepsLearnedLimits(t *testing.T) {
+	const rtt = 20 * time.Millisecond
+	s := newTestScheduler(t, Config{}, 1, simEpoch)
+	now := learn(t, s, simEpoch, rtt, 2*defaultProbeSamples)
+	before := s.Stats().Backends[0]
+	require.Equal(t, rtt, before.Baseline, "the baseline was learned")
+
+	// Same limiter kind, other queue policy and new bounds that the
+	// learned limit lies within: nothing learned is lost.
+	cfg := Config{QueueMax: 10, QueueTimeout: time.Second, LimitMax: 500}
+	require.NoError(t, s.Reconfigure(cfg, []BackendSpec{{ID: "0"}, {ID: "new"}}, now))
+	after := s.Stats()
+	require.Len(t, after.Backends, 2)
+	require.Equal(t, before.Baseline, after.Backends[0].Baseline)
+	require.Equal(t, before.Limit, after.Backends[0].Limit)
+	require.Equal(t, "new", after.Backends[1].ID)
+	require.Zero(t, after.Backends[1].Baseline, "a new backend has learned nothing")
+	require.Equal(t, 10, s.Config().QueueMax)
+
+	// Bounds below the learned limit clamp it at once.
+	require.NoError(t, s.Reconfigure(Config{LimitMax: 2}, []BackendSpec{{ID: "0"}}, now))
+	require.Equal(t, 2, s.Stats().Backends[0].Limit)
+
+	// Another kind of limit replaces the limiter.
+	require.NoError(t, s.Reconfigure(Config{Limit: LimitSpec{Kind: LimitStatic, N: 7}}, []BackendSpec{{ID: "0"}}, now))
+	require.Equal(t, 7, s.Stats().Backends[0].Limit)
+	require.Zero(t, s.Stats().Backends[0].Baseline)
+}
+
+// TestReconfigureInvalidChangesNothing: a bad policy or backend list is
+// refused whole.
+func TestReconfigureInvalidChangesNothing(t *testing.T) {
+	s := newTestScheduler(t, Config{QueueMax: 5}, 2, simEpoch)
+	require.Error(t, s.Reconfigure(Config{QueueMax: -1}, []BackendSpec{{ID: "x"}}, simEpoch))
+	require.Error(t, s.Reconfigure(Config{}, []BackendSpec{{ID: "x"}, {ID: "x"}}, simEpoch))
+	require.Error(t, s.Reconfigure(Config{}, []BackendSpec{{ID: ""}}, simEpoch))
+	st := s.Stats()
+	require.Len(t, st.Backends, 2)
+	require.Equal(t, "0", st.Backends[0].ID)
+	require.Equal(t, 5, s.Config().QueueMax)
+}
+
+// TestRemovedBackendTicket: a ticket on a backend that was removed, and
+// even forgotten and added again under the same ID, is given back to the
+// backend it was issued on; it teaches the new one nothing.
+func TestRemovedBackendTicket(t *testing.T) {
+	s := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: 1}}, 1, simEpoch)
+	old, ok := s.TryAdmit(&Request{}, simEpoch)
+	require.True(t, ok)
+	require.NoError(t, s.RemoveBackend("0", simEpoch))
+	_, ok = s.TryAdmit(&Request{}, simEpoch)
+	require.False(t, ok, "a draining backend takes nothing new")
+
+	s.Done(old, Success, time.Millisecond, simEpoch)
+	n, known := s.BackendInflight("0")
+	require.False(t, known, "drained and forgotten, got inflight %d", n)
+
+	// Added back after it was forgotten: a fresh record.
+	_, err := s.AddBackend("0", nil, simEpoch)
+	require.NoError(t, err)
+	a, ok := s.TryAdmit(&Request{}, simEpoch)
+	require.True(t, ok)
+	require.NotSame(t, old.Backend, a.Backend)
+	_, ok = s.TryAdmit(&Request{}, simEpoch)
+	require.False(t, ok, "static:1, one in flight")
+	s.Done(a, Success, time.Millisecond, simEpoch)
+	require.Equal(t, 0, s.Stats().Backends[0].Inflight)
+}
+
+// TestBackendWeightAndCap: the monitor's inputs steer backend choice and
+// bound the limit without touching the queue.
+func TestBackendWeightAndCap(t *testing.T) {
+	s := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: 10}}, 2, simEpoch)
+	require.NoError(t, s.SetBackendWeight("1", 3))
+	counts := map[string]int{}
+	var held []Ticket
+	for range 8 {
+		tk, ok := s.TryAdmit(&Request{}, simEpoch)
+		require.True(t, ok)
+		counts[tk.Backend.ID()]++
+		held = append(held, tk)
+	}
+	require.Equal(t, map[string]int{"0": 2, "1": 6}, counts, "weight 3 takes three times the share")
+	for _, tk := range held {
+		s.Done(tk, Ignore, 0, simEpoch)
+	}
+
+	require.NoError(t, s.SetBackendCap("0", 1, simEpoch))
+	require.NoError(t, s.SetBackendState("1", StateDown, simEpoch))
+	a, ok := s.TryAdmit(&Request{}, simEpoch)
+	require.True(t, ok)
+	_, ok = s.TryAdmit(&Request{}, simEpoch)
+	require.False(t, ok, "capped at 1")
+	require.Equal(t, 1, s.Stats().Backends[0].Limit)
+	s.Done(a, Ignore, 0, simEpoch)
+
+	require.Error(t, s.SetBackendWeight("0", 0))
+	require.Error(t, s.SetBackendCap("0", -1, simEpoch))
+	require.Error(t, s.SetBackendState("0", StateDraining, simEpoch))
+	require.ErrorIs(t, s.SetBackendState("nope", StateUp, simEpoch), ErrUnknownBackend)
+}
