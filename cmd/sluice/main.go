@@ -43,6 +43,13 @@
 // finish for up to shutdown_grace; the exit status is 0 when they all did.
 // A second signal cuts the grace period short.
 //
+// SIGHUP reloads: the configuration is computed again exactly as at start
+// (the file re-read, the same command-line flags on top, defaults,
+// validation) and applied in place (proxy.Server.Reload): no request in
+// flight or queued is lost. A file that does not validate is refused with
+// the message --check-config would print, and the running configuration
+// stays in force.
+//
 // Exit status: 0 after a clean shutdown, a valid --check-config or
 // --print-config, 1 for an invalid configuration or a runtime failure, 2 for
 // a command-line error.
@@ -67,7 +74,7 @@ import (
 
 func main() {
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sigs))
 }
 
@@ -160,19 +167,29 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	select {
-	case err := <-served:
-		// Serve returns before Shutdown only when it fails.
-		if err == nil {
-			err = errors.New("server stopped unexpectedly")
+wait:
+	for {
+		select {
+		case err := <-served:
+			// Serve returns before Shutdown only when it fails.
+			if err == nil {
+				err = errors.New("server stopped unexpectedly")
+			}
+			log.Error().Err(err).Msg("serve")
+			if err := srv.Shutdown(context.Background()); err != nil {
+				log.Error().Err(err).Msg("shutdown")
+			}
+			return exitFailure
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				if cfg, ok := reload(log, srv, load); ok {
+					full = cfg
+				}
+				continue
+			}
+			log.Info().Str("signal", sig.String()).Stringer("grace", full.ShutdownGrace).Msg("shutting down")
+			break wait
 		}
-		log.Error().Err(err).Msg("serve")
-		if err := srv.Shutdown(context.Background()); err != nil {
-			log.Error().Err(err).Msg("shutdown")
-		}
-		return exitFailure
-	case sig := <-signals:
-		log.Info().Str("signal", sig.String()).Stringer("grace", full.ShutdownGrace).Msg("shutting down")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), full.ShutdownGrace)
@@ -180,12 +197,20 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(ctx) }()
 	var shutErr error
-	select {
-	case shutErr = <-shut:
-	case sig := <-signals:
-		log.Warn().Str("signal", sig.String()).Msg("second signal: not waiting for in-flight requests")
-		cancel()
-		shutErr = <-shut
+shutdown:
+	for {
+		select {
+		case shutErr = <-shut:
+			break shutdown
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				continue // no reason to cut the grace period short
+			}
+			log.Warn().Str("signal", sig.String()).Msg("second signal: not waiting for in-flight requests")
+			cancel()
+			shutErr = <-shut
+			break shutdown
+		}
 	}
 	if err := <-served; err != nil && shutErr == nil {
 		shutErr = err
@@ -221,4 +246,19 @@ func newLogger(w io.Writer, lc proxy.LogConfig) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("log.format: want json or console, got %q", lc.Format)
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// reload computes the configuration again and applies it. A refused one
+// is logged and changes nothing.
+func reload(log zerolog.Logger, srv *proxy.Server, load func() (proxy.Config, error)) (proxy.Config, bool) {
+	cfg, err := load()
+	if err == nil {
+		err = srv.Reload(cfg)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("reload refused: the running configuration stays in force")
+		return proxy.Config{}, false
+	}
+	log.Info().Msg("reloaded")
+	return cfg, true
 }
