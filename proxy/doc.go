@@ -22,6 +22,35 @@
 // of requests that have been queued that long, and exists only while
 // something is queued.
 //
+// # Stages and the observer point
+//
+// A request passes through stages, one concern and one file each:
+// request.go routes and classifies it and prepares the backend request;
+// admit.go gets a ticket from the service's scheduler; upstream.go sends
+// it to the ticket's backend and reads the response headers, retrying
+// where that is safe; relay.go streams the response to the client (and
+// the client's body to the backend); record.go gives back the connection
+// and the slot and reports. Every finished request, answered, refused or
+// failed, reports exactly once to the observers (observe.go): one Record
+// with service, route, backend, class, status, shed reason, outcome, bytes
+// and durations, valid only during the call. The access log is the first
+// observer; the monitor and the metrics attach the same way.
+//
+// # Live configuration
+//
+// What a reload may change (routes, classification, limits, timeouts, the
+// services' queue policies, backends and pool settings) is compiled into
+// one immutable liveConfig that a request loads once at arrival and keeps
+// to the end; Reload builds the next one and swaps the pointer (live.go).
+// Services outlive reloads by name and backends by URL: a service's
+// scheduler is reconfigured in place, so its queue and its backends'
+// learned limits stay. The scheduler hands every ticket's upstream back as
+// the backend's tag, so the request path never looks a backend up. A
+// backend a reload removes drains (nothing new; the pool closes once its
+// requests are done, within ShutdownGrace); a service it removes serves
+// its queue out before its pools close; a pool whose settings changed is
+// replaced for new requests and closed once idle.
+//
 // # Streaming
 //
 // The server runs with StreamRequestBody. A body with a Content-Length up
@@ -32,7 +61,7 @@
 // client with Response.SetBodyStream; fasthttp pulls it as it writes and
 // closes it at the end, which is where the connection returns to the pool
 // (or is closed if the body was not read to its end), the scheduler gets
-// Done with the outcome, and the access-log line is written. Trailers are
+// Done with the outcome, and the request reports to the observers. Trailers are
 // copied across at the end of each chunked body in both directions. Memory
 // per request is thus a few buffers whatever the body size.
 //

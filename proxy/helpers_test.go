@@ -168,7 +168,7 @@ func oneService(backends ...string) Config {
 	}
 }
 
-func startProxy(t testing.TB, cfg Config) *testProxy {
+func startProxy(t testing.TB, cfg Config, observers ...Observer) *testProxy {
 	t.Helper()
 	logs := &syncBuf{}
 	if cfg.Log.AccessWriter == nil {
@@ -176,6 +176,9 @@ func startProxy(t testing.TB, cfg Config) *testProxy {
 	}
 	s, err := New(cfg, zerolog.Nop())
 	require.NoError(t, err)
+	for _, o := range observers {
+		s.AddObserver(o)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan error, 1)

@@ -404,7 +404,7 @@ func TestAccessLog(t *testing.T) {
 	get(t, p.addr, "/logged?x=1", "X-Request-Id: log-me")
 	require.NoError(t, p.Shutdown(context.Background())) // flushes
 	line := p.logs.String()
-	for _, want := range []string{`"service":"web"`, `"backend":"` + b.addr + `"`, `"method":"GET"`,
+	for _, want := range []string{`"service":"web"`, `"backend":"http://` + b.addr + `"`, `"method":"GET"`,
 		`"path":"/logged?x=1"`, `"status":200`, `"request_id":"log-me"`, `"queue":`, `"backend_latency":`, `"total":`} {
 		assert.Contains(t, line, want)
 	}

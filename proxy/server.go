@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sluiceproxy/sluice/scheduler"
 	"github.com/valyala/fasthttp"
 )
 
@@ -25,12 +26,11 @@ const prefetchBytes = 8 << 10
 // each request loads once (live.go); the rest is fixed at New.
 type Server struct {
 	// Immutable after New.
-	start    Config // the configuration New was given, defaults applied
-	log      zerolog.Logger
-	access   zerolog.Logger
-	accessOn bool
-	alog     *accessWriter
-	fs       *fasthttp.Server
+	start     Config // the configuration New was given, defaults applied
+	log       zerolog.Logger
+	alog      *accessWriter
+	observers []Observer // the access log first; AddObserver before Serve
+	fs        *fasthttp.Server
 
 	exchanges sync.Pool
 	watch     queueWatch // queued requests' clients, for hang-ups
@@ -60,7 +60,6 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{
 		start:    cfg,
 		log:      log,
-		accessOn: *cfg.Log.AccessLog,
 		services: make(map[string]*service),
 		retiring: make(map[*service]bool),
 	}
@@ -69,13 +68,13 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		s.closePools()
 		return nil, err
 	}
-	if s.accessOn {
+	if *cfg.Log.AccessLog {
 		s.alog = newAccessWriter(cfg.Log.AccessWriter, cfg.Log.AccessLogBuffer, cfg.Log.AccessLogFlush)
 		var w = zerolog.SyncWriter(s.alog)
 		if cfg.Log.Format == "console" {
 			w = zerolog.ConsoleWriter{Out: s.alog}
 		}
-		s.access = zerolog.New(w).With().Timestamp().Str("log", "access").Logger()
+		s.AddObserver(&accessLog{zerolog.New(w).With().Timestamp().Str("log", "access").Logger()})
 	}
 	s.fs = &fasthttp.Server{
 		Handler:      s.handle,
@@ -148,9 +147,7 @@ func (s *Server) handleServerError(ctx *fasthttp.RequestCtx, err error) {
 	reqID := newRequestID(id[:0])
 	var scratch [24]byte
 	now := time.Now()
-	status, _, _ := writeError(ctx, fromServerError(err), nil, reqID, now, scratch[:0])
-	if s.accessOn {
-		s.access.Log().Int("status", status).Bytes("request_id", reqID).
-			Str("error", err.Error()).Send()
-	}
+	status, shed, _ := writeError(ctx, fromServerError(err), nil, reqID, now, scratch[:0])
+	s.report(&Record{Status: status, Shed: shed, Outcome: scheduler.Ignore, Err: err,
+		RequestID: reqID, Arrival: ctx.Time(), Total: now.Sub(ctx.Time())})
 }

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"io"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluiceproxy/sluice/pool"
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// How a request body is sent to backends.
+const (
+	bodyNone     = iota // no body
+	bodyBuffered        // small, known length, held in exchange.body: replayable
+	bodyStreamed        // read from the client while written to the backend: sent once
+)
+
+// clientWriteBuffer is the front end's per-connection write buffer.
+const clientWriteBuffer = 16 << 10
+
+// exchange is the state of one proxied request. It is pooled: everything
+// the hot path needs, including the backend request and response and the
+// body readers handed to fasthttp, lives here and is reused, so a request
+// allocates nothing in steady state.
+//
+// It is owned by the handler goroutine, and after the handler returns by
+// the fasthttp connection goroutine writing the response (which calls
+// respBody's Read and CloseWithError). finish returns it to the pool.
+type exchange struct {
+	s *Server
+
+	ctx     *fasthttp.RequestCtx
+	rt      *liveConfig // the configuration this request lives under
+	route   *route
+	svc     *service
+	up      *upstream     // the backend of the current attempt
+	backend *pool.Backend // its pool, as loaded for this attempt
+	conn    *pool.Conn
+	req     fasthttp.Request
+	resp    fasthttp.Response
+	sreq    scheduler.Request
+	ticket  scheduler.Ticket
+
+	admitted   bool
+	idempotent bool
+	isHead     bool
+	bodyMode   uint8
+	clientCL   int       // client's Content-Length, -1 chunked
+	clientBody io.Reader // fasthttp's request body stream
+	reqBody    reqBodyReader
+	respBody   respBodyReader
+
+	wait waitCtx // the context a queued request waits with
+
+	body        []byte // bodyBuffered contents
+	bodyIn      int64  // bytes taken from the client's body
+	clientErr   error
+	tooLarge    bool
+	respCL      int
+	respBytes   int64
+	bodyDone    bool
+	bodyErr     error
+	backendDrop bool // backend said Connection: close
+	// streaming: the response does not fit the client write buffer, so
+	// fasthttp writes to the client while it reads the body, and each body
+	// read renews the client write deadline. A small response goes out in
+	// the one write after the handler, and needs none of that.
+	streaming bool
+
+	// The clock is read once per phase, not in every call that needs it:
+	// arrival (fasthttp's), admission, response headers, finish. now is
+	// the latest reading.
+	arrival   time.Time
+	admitted0 time.Time
+	now       time.Time
+	latency   time.Duration
+	status    int
+	shed      string
+
+	rec Record // reported by record, once
+
+	reqID   []byte
+	ip      []byte
+	method  []byte
+	path    []byte
+	scratch []byte
+}
+
+func newExchange(s *Server) *exchange {
+	x := &exchange{s: s, wait: newWaitCtx()}
+	x.reqBody.x = x
+	x.respBody.x = x
+	return x
+}
+
+func (s *Server) acquireExchange(ctx *fasthttp.RequestCtx) *exchange {
+	x := s.exchanges.Get().(*exchange)
+	x.ctx = ctx
+	x.arrival = ctx.Time()
+	return x
+}
+
+func (s *Server) releaseExchange(x *exchange) {
+	x.ctx = nil
+	x.rt = nil
+	x.route = nil
+	x.svc = nil
+	x.up = nil
+	x.rec = Record{}
+	x.backend = nil
+	x.conn = nil
+	x.req.Reset()
+	x.resp.Reset()
+	x.admitted = false
+	x.clientBody = nil
+	x.body = x.body[:0]
+	x.bodyIn = 0
+	x.clientErr = nil
+	x.tooLarge = false
+	x.respBytes = 0
+	x.bodyDone = false
+	x.bodyErr = nil
+	x.backendDrop = false
+	x.streaming = false
+	x.admitted0 = time.Time{}
+	x.now = time.Time{}
+	x.latency = 0
+	x.status = 0
+	x.shed = ""
+	x.reqID = x.reqID[:0]
+	x.ip = x.ip[:0]
+	x.method = x.method[:0]
+	x.path = x.path[:0]
+	if cap(x.body) > 64<<10 {
+		x.body = nil // do not pin an unusually large buffer in the pool
+	}
+	s.exchanges.Put(x)
+}
+
+// handle is the fasthttp handler: every request passes here exactly once
+// and leaves with a response.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	x := s.acquireExchange(ctx)
+	if err := x.run(); err != nil {
+		x.fail(err)
+	}
+}

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// Record is what one finished request reports: every request the handler
+// sees reports exactly once, whether a backend answered it, it was refused
+// or it failed, after its response was written (or abandoned). The access
+// log is one Observer; the monitor and the metrics are others.
+//
+// A Record and the byte slices in it are valid only during Observe: they
+// belong to a pooled exchange, so that reporting allocates nothing.
+type Record struct {
+	Service string // "" when no route matched
+	Route   string // the route's host and path prefix, or its service
+	Backend string // the last backend tried (its URL); "" when none was
+	Class   scheduler.Class
+	Status  int    // sent to the client
+	Shed    string // the X-Sluice-Shed reason of a refusal; "" otherwise
+	// Outcome is what the scheduler was told: Success and Failure are
+	// the backend's doing; Ignore when no backend answered or the client
+	// went away.
+	Outcome scheduler.Outcome
+	// Err is why the request got no backend response, or why its
+	// response stopped short; nil for a complete exchange.
+	Err error
+
+	Method, Path, RequestID []byte
+	BytesIn, BytesOut       int64 // body bytes from the client, to the client
+
+	Arrival        time.Time
+	Queue          time.Duration // waiting for admission
+	BackendLatency time.Duration // from the request sent to the response headers
+	Total          time.Duration // from arrival to the end of the response
+}
+
+// Observer receives the Record of every finished request. Observe runs on
+// the request's goroutine, so it must be quick and must not block: count
+// atomically, or copy what is needed.
+type Observer interface {
+	Observe(r *Record)
+}
+
+// AddObserver adds o to the observers. Call it before Serve.
+func (s *Server) AddObserver(o Observer) { s.observers = append(s.observers, o) }
+
+func (s *Server) report(r *Record) {
+	for _, o := range s.observers {
+		o.Observe(r)
+	}
+}
+
+// record fills the exchange's Record at the end of the request and
+// reports it.
+func (x *exchange) record(now time.Time, o scheduler.Outcome, err error) {
+	r := &x.rec
+	*r = Record{
+		Class: x.sreq.Class, Status: x.status, Shed: x.shed, Outcome: o, Err: err,
+		Method: x.method, Path: x.path, RequestID: x.reqID,
+		BytesIn: x.bodyIn, BytesOut: x.respBytes,
+		Arrival: x.arrival, BackendLatency: x.latency, Total: now.Sub(x.arrival),
+	}
+	if x.svc != nil {
+		r.Service = x.svc.name
+		r.Route = x.route.name
+	}
+	if x.up != nil {
+		r.Backend = x.up.id
+	}
+	if !x.admitted0.IsZero() {
+		r.Queue = x.admitted0.Sub(x.arrival)
+	}
+	x.s.report(r)
+}
+
+// accessLog is the observer that writes one line per request: zerolog
+// appends into its pooled buffer and the accessWriter copies it, so this
+// neither allocates nor makes a syscall.
+type accessLog struct{ l zerolog.Logger }
+
+func (a *accessLog) Observe(r *Record) {
+	e := a.l.Log()
+	if r.Service != "" {
+		e = e.Str("service", r.Service)
+	}
+	if r.Backend != "" {
+		e = e.Str("backend", r.Backend)
+	}
+	if r.Err != nil {
+		e = e.Str("error", r.Err.Error())
+	}
+	e.Bytes("method", r.Method).
+		Bytes("path", r.Path).
+		Int("status", r.Status).
+		Int64("bytes_in", r.BytesIn).
+		Int64("bytes_out", r.BytesOut).
+		Dur("queue", r.Queue).
+		Dur("backend_latency", r.BackendLatency).
+		Dur("total", r.Total).
+		Bytes("request_id", r.RequestID).
+		Str("shed", r.Shed).
+		Send()
+}

@@ -1,0 +1,57 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// The last stage: the exchange gives back what it holds (the backend
+// connection, the scheduler's slot) and reports once to the observers
+// (observe.go).
+
+// finish ends an exchange that got a backend response: it gives the
+// connection back (kept only if the body was read to its end), reports
+// the outcome, logs, and recycles the exchange. clientErr is why writing
+// to the client stopped, if it did.
+func (x *exchange) finish(clientErr error) {
+	now := time.Now()
+	if x.conn != nil {
+		x.backend.ReleaseAt(x.conn, x.bodyDone && x.bodyErr == nil && !x.backendDrop, now)
+		x.conn = nil
+	}
+	var o scheduler.Outcome
+	switch {
+	case x.bodyErr != nil:
+		o = scheduler.Failure // the backend broke off its body
+	case !x.bodyDone || clientErr != nil:
+		o = scheduler.Ignore // the client went away
+	case x.status >= 500:
+		o = scheduler.Failure
+	default:
+		o = scheduler.Success
+	}
+	x.done(o, now)
+	x.record(now, o, clientErr)
+	x.s.releaseExchange(x)
+}
+
+// fail answers a request that got no backend response.
+func (x *exchange) fail(err error) {
+	if x.conn != nil {
+		x.backend.Release(x.conn, false)
+		x.conn = nil
+	}
+	now := time.Now()
+	x.done(scheduler.Ignore, now)
+	var sched *scheduler.Scheduler
+	if x.svc != nil {
+		sched = x.svc.sched
+	}
+	if len(x.reqID) == 0 {
+		x.reqID = newRequestID(x.reqID[:0])
+	}
+	x.status, x.shed, x.scratch = writeError(x.ctx, err, sched, x.reqID, now, x.scratch)
+	x.record(now, scheduler.Ignore, err)
+	x.s.releaseExchange(x)
+}

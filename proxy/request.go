@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"io"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The first stage: route and classify the request, decide how its body
+// travels, and build the backend request once for all attempts.
+
+// run takes the request from arrival to the moment the backend's response
+// headers are set on ctx. A nil return means the response is set and the
+// exchange finishes itself; an error is answered by fail.
+func (x *exchange) run() error {
+	ctx := x.ctx
+	x.rt = x.s.rt.Load()
+	h := &ctx.Request.Header
+
+	if id := h.PeekBytes(hdrRequestID); validRequestID(id) {
+		x.reqID = append(x.reqID[:0], id...)
+	} else {
+		x.reqID = newRequestID(x.reqID[:0])
+	}
+	uri := h.RequestURI()
+	target := originForm(uri)
+	x.method = append(x.method[:0], h.Method()...)
+	x.path = append(x.path[:0], target...)
+	x.ip = appendIP(x.ip[:0], ctx.RemoteIP())
+
+	if maxURL := x.rt.cfg.Limits.MaxURLBytes; maxURL > 0 && len(uri) > maxURL {
+		return errURITooLong
+	}
+	set, err := scanRawHeaders(h.RawHeaders())
+	if err != nil {
+		return err
+	}
+	rt := x.rt.pick(h, pathOf(target))
+	if rt == nil {
+		return errNoRoute
+	}
+	x.route, x.svc = rt, rt.svc
+	x.rt.classify.classify(&x.sreq, h, rt, x.ip, x.arrival)
+	x.isHead = h.IsHead()
+	x.idempotent = isIdempotent(h)
+	if err := x.prepareBody(); err != nil {
+		return err
+	}
+	x.prepareRequest(target, set)
+	return x.forward()
+}
+
+// isIdempotent: RFC 9110 9.2.2, minus the ones a client marks otherwise
+// by sending a body we cannot replay (checked separately).
+func isIdempotent(h *fasthttp.RequestHeader) bool {
+	return h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete() || h.IsTrace()
+}
+
+// prepareBody decides how the body travels. Small bodies of known length
+// are read whole now (fasthttp has them in memory already), which makes
+// them replayable; anything else is streamed once.
+func (x *exchange) prepareBody() error {
+	h := &x.ctx.Request.Header
+	cl := h.ContentLength()
+	x.clientCL = cl
+	x.clientBody = x.ctx.RequestBodyStream()
+	switch {
+	case cl == 0 || cl == -2 || x.clientBody == nil:
+		x.bodyMode = bodyNone
+		return nil
+	case cl > 0 && x.rt.cfg.Limits.MaxBodyBytes > 0 && int64(cl) > x.rt.cfg.Limits.MaxBodyBytes:
+		return errBodyTooLarge
+	case cl > 0 && cl <= prefetchBytes:
+		if cap(x.body) < cl {
+			x.body = make([]byte, cl, prefetchBytes)
+		}
+		x.body = x.body[:cl]
+		n, err := io.ReadFull(&x.reqBody, x.body)
+		if err != nil || n != cl {
+			return errClientBody
+		}
+		x.bodyMode = bodyBuffered
+		return nil
+	}
+	x.bodyMode = bodyStreamed
+	return nil
+}
+
+// prepareRequest builds the backend request's headers, once for all
+// attempts: the client's headers as they came (including the raw request
+// target), minus hop-by-hop ones, plus the forwarding headers.
+func (x *exchange) prepareRequest(target []byte, set headerSet) {
+	in := &x.ctx.Request.Header
+	out := &x.req.Header
+	in.CopyTo(out)
+	stripRequestHops(out, in, set)
+	out.SetRequestURIBytes(target)
+	out.SetProtocolBytes(strHTTP11)
+	if x.route.hostRewrite != nil {
+		out.SetHostBytes(x.route.hostRewrite)
+	}
+	// X-Forwarded-For: the client's list, then the client.
+	x.scratch = x.scratch[:0]
+	if prior := in.PeekBytes(hdrXForwardedFor); len(prior) > 0 {
+		x.scratch = append(x.scratch, prior...)
+		x.scratch = append(x.scratch, strCommaSP...)
+	}
+	x.scratch = append(x.scratch, x.ip...)
+	// SetCanonical: these names are constants in canonical form
+	// (TestCanonicalHeaderNames), so fasthttp need not copy and normalise
+	// them on every request as SetBytesKV does.
+	out.SetCanonical(hdrXForwardedFor, x.scratch)
+	if x.ctx.IsTLS() {
+		out.SetCanonical(hdrXForwardedProto, strHTTPS)
+	} else {
+		out.SetCanonical(hdrXForwardedProto, strHTTP)
+	}
+	if host := in.Host(); len(host) > 0 {
+		out.SetCanonical(hdrXForwardedHost, host)
+	}
+	x.scratch = appendVia(x.scratch[:0], in.PeekBytes(hdrVia), in.IsHTTP11())
+	out.SetCanonical(hdrVia, x.scratch)
+	out.SetCanonical(hdrRequestID, x.reqID)
+}
+
+func appendVia(dst, prior []byte, http11 bool) []byte {
+	if len(prior) > 0 {
+		dst = append(dst, prior...)
+		dst = append(dst, strCommaSP...)
+	}
+	if http11 {
+		return append(dst, strVia11...)
+	}
+	return append(dst, strVia10...)
+}

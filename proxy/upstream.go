@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/sluiceproxy/sluice/pool"
+	"github.com/sluiceproxy/sluice/scheduler"
+)
+
+// The upstream stage: send the request to the ticket's backend and read
+// the response headers, moving to another connection or backend where that
+// is safe.
+
+// deadlineSlackDiv sets how early a backend timeout may fire: a deadline
+// armed on a pooled connection is kept while it is at most 1/64 of the
+// timeout earlier than the one wanted (pool.Conn.ArmDeadline), which saves
+// the timer update on nearly every request.
+const deadlineSlackDiv = 64
+
+// staleRetries bounds re-sends on fresh connections after pooled ones
+// turned out to be closed by the origin.
+const staleRetries = 2
+
+// An attempt's failure, in the terms that decide what happens next.
+type failKind uint8
+
+const (
+	failNone failKind = iota
+	// failNotSent: nothing reached the backend (dial refused or timed out,
+	// pool full). Any request may go to another backend.
+	failNotSent
+	// failBeforeResponse: the request (or part of it) was sent and the
+	// connection broke before any response byte. Only safe requests may be
+	// re-sent.
+	failBeforeResponse
+	// failBadResponse: the backend answered with something that is not HTTP.
+	failBadResponse
+	// failTimeout: no response headers in time.
+	failTimeout
+	// failClient: reading the client's body failed; the client is gone
+	// or broken.
+	failClient
+	// failTooLarge: the client's chunked body passed MaxBodyBytes.
+	failTooLarge
+)
+
+// forward admits the request, sends it to the chosen backend and sets up
+// the response. Failures before a response lead to another backend when
+// that is safe (see attempt), to 502/504 otherwise.
+func (x *exchange) forward() error {
+	var lastErr error
+	retried := false
+	for {
+		if err := x.admit(); err != nil {
+			if lastErr != nil && err == scheduler.ErrNoBackend {
+				return lastErr // every backend failed this request
+			}
+			return err
+		}
+		x.up = upstreamOf(x.ticket)
+		b := x.up.pool.Load()
+		x.backend = b
+		kind := x.attempt(b)
+		if kind == failNone {
+			return x.respond()
+		}
+		// The attempt failed: give the slot back, then decide.
+		tried := x.ticket.Backend
+		switch kind {
+		case failNotSent:
+			// Connection refused or pool full: nothing was sent, so the
+			// limiter learns nothing and any request may move on.
+			x.done(scheduler.Ignore, time.Now())
+			x.sreq.Exclude = append(x.sreq.Exclude, tried)
+			lastErr = errBadGateway
+			continue
+		case failClient:
+			x.done(scheduler.Ignore, time.Now())
+			return errClientBody
+		case failTooLarge:
+			x.done(scheduler.Ignore, time.Now())
+			return errBodyTooLarge
+		case failTimeout:
+			// Not retried: the backend may still be working on it, and
+			// a timeout under load is the moment not to double the work.
+			x.done(scheduler.Failure, time.Now())
+			return errGatewayTimeout
+		}
+		x.done(scheduler.Failure, time.Now())
+		// The request reached a backend that failed before answering.
+		// Idempotent requests whose body we still hold may be sent once
+		// more, elsewhere; a non-idempotent one is never sent twice,
+		// and a streamed body cannot be replayed.
+		if retried || !x.idempotent || x.bodyMode == bodyStreamed {
+			return errBadGateway
+		}
+		retried = true
+		x.sreq.Exclude = append(x.sreq.Exclude, tried)
+		lastErr = errBadGateway
+	}
+}
+
+// attempt sends the request to b and reads the response headers. Pooled
+// connections the origin has closed meanwhile are detected here: such a
+// failure, before any response byte, is re-tried on another connection
+// when re-sending is safe.
+func (x *exchange) attempt(b *pool.Backend) failKind {
+	b.StartRequest()
+	for try := 0; ; try++ {
+		conn, err := b.AcquireAt(x.now, x.sreq.Deadline)
+		if err != nil {
+			return failNotSent
+		}
+		if !conn.Reused() {
+			// A fresh dial took real time: the backend's latency starts
+			// after it, as the limiter expects.
+			x.now = time.Now()
+		}
+		x.conn = conn
+		kind := x.exchangeOn(conn)
+		if kind == failNone {
+			return failNone
+		}
+		// Safe to re-send: nothing of the client's body was consumed
+		// from the wire (bodies we still hold may go again), and either
+		// the method is idempotent or not one byte reached the socket.
+		safe := x.bodyMode != bodyStreamed || x.bodyIn == 0
+		safe = safe && (x.idempotent || conn.Written() == 0)
+		stale := conn.Reused() && kind == failBeforeResponse && safe
+		if kind == failBeforeResponse && conn.Written() == 0 && safe {
+			kind = failNotSent
+		}
+		b.Release(conn, false)
+		x.conn = nil
+		if !stale || try >= staleRetries {
+			return kind
+		}
+		x.now = time.Now()
+	}
+}
+
+// exchangeOn writes the request on conn and reads the response headers.
+func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
+	rht := x.backend.Config().ResponseHeaderTimeout
+	slack := rht / deadlineSlackDiv
+	start := x.now
+	deadline := start.Add(rht)
+	if d := x.sreq.Deadline; !d.IsZero() && d.Before(deadline) {
+		deadline = d
+	}
+	// Each deadline change is a runtime timer update: arm both directions
+	// at once when the request is written at once (no body, or a buffered
+	// one, which fits the socket buffer), and leave them be when the
+	// connection's armed ones are close enough (pool.Conn.ArmDeadline). A
+	// streamed body may take as long as the client needs, so then the write
+	// deadline is renewed per body read and the header wait starts once the
+	// body is sent.
+	if x.bodyMode == bodyStreamed {
+		_ = conn.ArmWriteDeadline(start.Add(rht), slack)
+	} else {
+		_ = conn.ArmDeadline(deadline, slack)
+	}
+	switch x.bodyMode {
+	case bodyBuffered:
+		x.req.SetBodyRaw(x.body)
+	case bodyStreamed:
+		x.req.SetBodyStream(&x.reqBody, x.clientCL)
+	}
+	if len(x.req.Header.Host()) == 0 {
+		// An HTTP/1.0 client may send no Host; HTTP/1.1 requires one.
+		x.req.Header.SetHost(x.backend.Addr())
+	}
+	bw := conn.Writer()
+	err := x.req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		bw.Reset(&nopWriter{}) // drop what is buffered; the connection is closed
+		switch {
+		case x.tooLarge:
+			return failTooLarge
+		case x.clientErr != nil:
+			return failClient
+		case isTimeout(err):
+			return failTimeout
+		}
+		return failBeforeResponse
+	}
+	if x.bodyMode == bodyStreamed {
+		deadline = time.Now().Add(rht)
+		if d := x.sreq.Deadline; !d.IsZero() && d.Before(deadline) {
+			deadline = d
+		}
+		_ = conn.ArmReadDeadline(deadline, slack)
+	}
+	br := conn.Reader()
+	if _, err := br.Peek(1); err != nil {
+		if isTimeout(err) {
+			return failTimeout
+		}
+		return failBeforeResponse
+	}
+	x.resp.SkipBody = x.isHead
+	x.resp.StreamBody = true
+	if err := x.resp.Read(br); err != nil {
+		if isTimeout(err) {
+			return failTimeout
+		}
+		return failBadResponse
+	}
+	x.now = time.Now()
+	x.latency = x.now.Sub(start)
+	return failNone
+}
+
+type nopWriter struct{}
+
+func (*nopWriter) Write(p []byte) (int, error) { return len(p), nil }
