@@ -147,6 +147,47 @@ func (b *Backend) AcquireAt(now, deadline time.Time) (*Conn, error) {
 	return b.acquireSlow(deadline)
 }
 
+// AcquireFresh is Acquire without the parked connections: it dials a new
+// one, waiting until deadline (zero: ConnectTimeout from now) for room
+// under MaxConns. A caller whose pooled connection turned out dead uses
+// it, since the ones parked beside it are likely dead too.
+func (b *Backend) AcquireFresh(deadline time.Time) (*Conn, error) {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	for {
+		select {
+		case b.slots <- struct{}{}:
+			return b.dialConn()
+		default:
+		}
+		// Full: a parked connection gives up its slot, the oldest first.
+		if !b.closeOldestIdle() {
+			break
+		}
+	}
+	d := b.cfg.ConnectTimeout
+	if !deadline.IsZero() {
+		d = time.Until(deadline)
+	}
+	if d <= 0 {
+		return nil, ErrPoolFull
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case b.slots <- struct{}{}:
+		return b.dialConn()
+	case <-timer.C:
+		return nil, ErrPoolFull
+	case <-b.stop:
+		return nil, ErrClosed
+	}
+}
+
 // acquireSlow waits for a connection while every channel is busy. This is
 // the slow path: the scheduler normally keeps in-flight requests below
 // MaxConns.
@@ -213,6 +254,23 @@ func (b *Backend) popIdle(now time.Time) (*Conn, error) {
 		}
 		b.closeConn(c)
 	}
+}
+
+// closeOldestIdle closes the least recently used parked connection,
+// freeing its slot; false if none is parked.
+func (b *Backend) closeOldestIdle() bool {
+	b.mu.Lock()
+	if len(b.idle) == 0 {
+		b.mu.Unlock()
+		return false
+	}
+	c := b.idle[0]
+	n := copy(b.idle, b.idle[1:])
+	b.idle[n] = nil
+	b.idle = b.idle[:n]
+	b.mu.Unlock()
+	b.closeConn(c)
+	return true
 }
 
 // dialConn opens a connection; the caller holds a slot for it, which is

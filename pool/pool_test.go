@@ -247,3 +247,40 @@ func TestArmDeadline(t *testing.T) {
 		assert.Equal(t, s.sets, dc.sets, s.name)
 	}
 }
+
+// TestAcquireFresh: a fresh connection never comes from the parked ones;
+// when MaxConns are all open, the oldest parked one gives up its slot, and
+// when every one is in use it waits until the deadline.
+func TestAcquireFresh(t *testing.T) {
+	addr, accepted := listener(t)
+	b, err := NewBackend(addr, Config{MaxConns: 2})
+	require.NoError(t, err)
+	defer b.Close()
+	c1, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	c2, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	b.Release(c1, true)
+	b.Release(c2, true)
+
+	f, err := b.AcquireFresh(time.Time{})
+	require.NoError(t, err)
+	assert.NotSame(t, c1, f)
+	assert.NotSame(t, c2, f)
+	assert.False(t, f.Reused())
+	assert.EqualValues(t, 3, b.Stats().Dials)
+	assert.Equal(t, 2, b.Stats().Open, "still within MaxConns")
+	assert.Equal(t, 1, b.Stats().Idle, "the oldest parked connection was closed for it")
+	assert.Eventually(t, func() bool { return accepted() == 3 }, time.Second, time.Millisecond)
+
+	left, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	assert.Same(t, c2, left, "the most recently used one stayed")
+	_, err = b.AcquireFresh(time.Now().Add(20 * time.Millisecond))
+	assert.ErrorIs(t, err, ErrPoolFull, "both in use: no room before the deadline")
+	b.Release(left, true)
+	b.Release(f, true)
+	b.Close()
+	_, err = b.AcquireFresh(time.Time{})
+	assert.ErrorIs(t, err, ErrClosed)
+}

@@ -131,7 +131,7 @@ func TestTenantClassification(t *testing.T) {
 			b, cfg := heldSlot(t)
 			cfg.Classify.TenantFrom = tc.from
 			p := startProxy(t, cfg)
-			sched := p.services[0].sched
+			sched := firstService(p.Server).sched
 
 			busy := getAsync(t, p.addr, "/busy")
 			require.Equal(t, "/busy", <-b.arrived)
@@ -175,7 +175,7 @@ func TestRoutePriority(t *testing.T) {
 		{PathPrefix: "/", Service: "web"},
 	}
 	p := startProxy(t, cfg)
-	sched := p.services[0].sched
+	sched := firstService(p.Server).sched
 
 	busy := getAsync(t, p.addr, "/busy")
 	require.Equal(t, "/busy", <-b.arrived)

@@ -510,7 +510,7 @@ func TestStreamingBoundedMemory(t *testing.T) {
 		t.Logf("%s of %d MiB: the process allocated %d KiB", tr.name, size>>20, a>>10)
 		assert.Less(t, a, uint64(bound), "%s: memory grows with the body size", tr.name)
 	}
-	assert.EqualValues(t, 2*len(transfers), p.services[0].backends[0].Stats().Requests, "every transfer went through the proxy")
+	assert.EqualValues(t, 2*len(transfers), poolOf(p.Server, p.rt.Load().cfg.Services[0].Backends[0]).Stats().Requests, "every transfer went through the proxy")
 }
 
 type zeros struct{}

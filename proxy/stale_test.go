@@ -143,7 +143,7 @@ func TestStaleReusedConnection(t *testing.T) {
 				return c, err
 			}
 			p := startProxy(t, cfg)
-			backend := p.services[0].backends[0]
+			backend := poolOf(p.Server, cfg.Services[0].Backends[0])
 
 			resp, body := get(t, p.addr, "/warm")
 			require.Equal(t, 200, resp.StatusCode)
@@ -188,4 +188,54 @@ func connsIn(arrivals []string) int {
 		}
 	}
 	return n
+}
+
+// TestAllParkedConnectionsStale: an origin that dropped every idle
+// connection (a restart, its keep-alive timeout) leaves the pool full of
+// dead ones. The first request finds one dead and must go out on a new
+// connection, not on the next parked corpse: a GET to a single backend
+// that is up gets its 200, however many connections were parked.
+func TestAllParkedConnectionsStale(t *testing.T) {
+	for _, parked := range []int{1, 3, 8} {
+		t.Run(fmt.Sprintf("%d parked", parked), func(t *testing.T) {
+			var mu sync.Mutex
+			var conns []net.Conn
+			b := startRawBackend(t, func(c net.Conn) {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+						return
+					}
+				}
+			})
+			cfg := oneService(b.addr)
+			cfg.Pool.WarmConns = parked
+			p := startProxy(t, cfg)
+			require.Eventually(t, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(conns) == parked
+			}, 5*time.Second, time.Millisecond, "warm connections dialed")
+
+			// The origin drops them all.
+			mu.Lock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond) // the FINs arrive
+
+			resp, body := get(t, p.addr, "/after-restart")
+			assert.Equal(t, 200, resp.StatusCode)
+			assert.Equal(t, "ok", body)
+		})
+	}
 }

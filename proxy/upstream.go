@@ -107,7 +107,16 @@ func (x *exchange) forward() error {
 func (x *exchange) attempt(b *pool.Backend) failKind {
 	b.StartRequest()
 	for try := 0; ; try++ {
-		conn, err := b.AcquireAt(x.now, x.sreq.Deadline)
+		var conn *pool.Conn
+		var err error
+		if try == 0 {
+			conn, err = b.AcquireAt(x.now, x.sreq.Deadline)
+		} else {
+			// A pooled connection was found dead: the origin has likely
+			// closed the others parked beside it as well (a restart, its
+			// keep-alive timeout), so the re-send goes on a new one.
+			conn, err = b.AcquireFresh(x.sreq.Deadline)
+		}
 		if err != nil {
 			return failNotSent
 		}
