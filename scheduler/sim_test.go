@@ -24,6 +24,18 @@ const (
 	goodputWithin = 500 * time.Millisecond
 )
 
+// simOrigin is a processor-sharing origin: workers requests progress at
+// full speed, more share them.
+type simOrigin struct {
+	workers int
+	service time.Duration
+}
+
+// goalsOrigin is the origin the defaults are judged against.
+var goalsOrigin = simOrigin{workers: simWorkers, service: simService}
+
+func (o simOrigin) capacity() float64 { return float64(o.workers) / o.service.Seconds() }
+
 type simStream struct {
 	class  Class
 	tenant uint64
@@ -31,6 +43,7 @@ type simStream struct {
 }
 
 type simSpec struct {
+	origin   simOrigin // zero: goalsOrigin
 	cfg      Config
 	streams  []simStream
 	warm     time.Duration // arrivals before this are not measured
@@ -74,9 +87,10 @@ type simResult struct {
 	seconds float64
 	refused map[error]int
 	maxConc int
+	capa    float64 // the origin's capacity, req/s
 }
 
-func (r *simResult) goodput() float64 { return float64(r.good) / r.seconds / simCapacity }
+func (r *simResult) goodput() float64 { return float64(r.good) / r.seconds / r.capa }
 
 func (r *simResult) p(q float64) time.Duration {
 	if len(r.lat) == 0 {
@@ -108,6 +122,10 @@ var simEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 func runSim(tb testing.TB, spec simSpec) *simResult {
 	tb.Helper()
 	at := func(d time.Duration) time.Time { return simEpoch.Add(d) }
+	origin := spec.origin
+	if origin.workers == 0 {
+		origin = goalsOrigin
+	}
 	s := newTestScheduler(tb, spec.cfg, 1, at(0))
 	rng := rand.New(rand.NewPCG(spec.seed, 0x5eed))
 	var (
@@ -118,7 +136,7 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		next    = make([]time.Duration, len(spec.streams))
 		end     = spec.warm + spec.measure
 		stop    = end + time.Second // keep the load on while the measured requests finish
-		res     = &simResult{streams: make([]simStreamResult, len(spec.streams)), refused: map[error]int{}}
+		res     = &simResult{streams: make([]simStreamResult, len(spec.streams)), refused: map[error]int{}, capa: origin.capacity()}
 		waiters = map[*Waiter]bool{}
 	)
 	s.SetClock(func() time.Time { return at(now) })
@@ -132,7 +150,7 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		next[i] = exp(st.rate)
 	}
 	start := func(i int, t Ticket) {
-		jobs = append(jobs, simJob{req: i, ticket: t, rem: float64(simService)})
+		jobs = append(jobs, simJob{req: i, ticket: t, rem: float64(origin.service)})
 		res.maxConc = max(res.maxConc, len(jobs))
 	}
 	s.OnDecision(func(w *Waiter, t Ticket, err error) {
@@ -155,8 +173,8 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			}
 		}
 		speed := 1.0
-		if len(jobs) > simWorkers {
-			speed = float64(simWorkers) / float64(len(jobs))
+		if len(jobs) > origin.workers {
+			speed = float64(origin.workers) / float64(len(jobs))
 		}
 		jDone := -1
 		for j := range jobs {
@@ -418,4 +436,55 @@ func simArrive(s *Scheduler, r *Request, now time.Time) (t Ticket, w *Waiter, er
 		return t, nil, err
 	}
 	return Ticket{}, w, nil
+}
+
+// simOriginSizes are origins whose capacity is not the limiter's starting
+// limit (4 in flight): a limiter that did not discover capacity, frozen
+// at its start, fails them (too little concurrency for the large ones,
+// too much, and so a slow tail, for the single worker).
+var simOriginSizes = []simOrigin{
+	{workers: 1, service: 20 * time.Millisecond},  // 50 req/s
+	{workers: 16, service: 80 * time.Millisecond}, // 200 req/s
+	{workers: 64, service: 40 * time.Millisecond}, // 1600 req/s
+}
+
+// simAt is spec on origin o, its rates scaled to o's capacity.
+func simAt(spec simSpec, o simOrigin) simSpec {
+	scale := o.capacity() / goalsOrigin.capacity()
+	spec.origin = o
+	spec.streams = slices.Clone(spec.streams)
+	for i := range spec.streams {
+		spec.streams[i].rate *= scale
+	}
+	return spec
+}
+
+// TestSimulationOriginSizes: the default configuration finds the capacity
+// of origins of other sizes than the goals' one, whose 4 workers equal the
+// limiter's starting limit. Frozen at that start, the limit serves 0.25
+// of the 16-worker origin's capacity and 0.06 of the 64-worker one's; the
+// adaptive limit serves 0.86 and 0.91 (so the floor, 0.80, catches a
+// limiter that stopped learning). What the floors do not yet ask, because
+// the limiter does not reach it (the admission-range issue): refusing
+// nothing at 0.5x once warm (the 16- and 64-worker origins see about 6%
+// refused), and a tail within 2x the unloaded one for the single worker,
+// where the limit stays near its start (a frozen limit gives the same
+// p99); these are logged, not asserted.
+func TestSimulationOriginSizes(t *testing.T) {
+	cfg := Config{}
+	for _, o := range simOriginSizes {
+		t.Run(fmt.Sprintf("%dx%v", o.workers, o.service), func(t *testing.T) {
+			base := runSim(t, simAt(simUnloaded(cfg), o)).p(0.99)
+			t.Logf("unloaded p99 %v", base)
+			for _, f := range []float64{3, 6} {
+				r := runSim(t, simAt(simOverload(cfg, f), o))
+				t.Logf("%gx: goodput %.3f p99 %v refused %v (median after %v)", f, r.goodput(), r.p(0.99), r.refused, r.refusedMedian())
+				if g := r.goodput(); g < 0.80 {
+					t.Errorf("%gx: goodput %.3f of capacity, want >= 0.80", f, g)
+				}
+			}
+			r := runSim(t, simAt(simOverload(cfg, 0.5), o))
+			t.Logf("0.5x: refused %v of %d once warm", r.refused, r.sent)
+		})
+	}
 }
