@@ -17,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestFastPathAllocatesNothing(t *testing.T) {
+func TestFastPathZeroAlloc(t *testing.T) {
 	s, err := New(Config{}, 4)
 	if err != nil {
 		t.Fatal(err)
