@@ -150,9 +150,11 @@ func demoCommand(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: sluice-bench demo [flags]
 
-Starts a simulated origin (4 workers × 20ms = 200 req/s), sends it 3x its
+Starts a simulated origin (8 workers × 40ms = 200 req/s), sends it 3x its
 capacity (Poisson, 20s) directly and then through Sluice with default flags,
-and prints the two side by side. About a minute (--quick: about 15s).
+and prints the two side by side. Sluice is not told the capacity: its
+limiter starts at 4 in flight and finds the 8. About a minute (--quick: 5s
+per side, about 15s).
 
 flags:
 `)
