@@ -174,14 +174,69 @@ func TestClassFloors(t *testing.T) {
 	if f := fairnessFloors(fair); len(f) != 1 || f[0].Status != "PASS" || !strings.Contains(f[0].Detail, "t3") {
 		t.Errorf("worst tenant 99.5%%: %+v", f)
 	}
-	skipped := []Result{{Peer: PeerSluice, Skipped: "sluice: skipped"}}
-	if f := fairnessFloors(skipped); len(f) != 1 || f[0].Status != "SKIP" {
-		t.Errorf("skipped sluice: %+v", f)
-	}
 	var buf bytes.Buffer
 	writeClassTable(&buf, "tenant", fair, fairnessTenants)
 	if !strings.Contains(buf.String(), "99.5%") {
 		t.Errorf("class table:\n%s", buf.String())
+	}
+}
+
+// A floor that could not be measured fails: a run in which Sluice was
+// missing or did not start proves nothing and must not exit 0.
+func TestUnmeasuredFloorsFail(t *testing.T) {
+	ok := report(600, 0, 0, 0, 60, 25*time.Millisecond)
+	over := report(2400, 4800, 0, 0, 190, 60*time.Millisecond)
+	missing := Result{Peer: PeerSluice, Skipped: "sluice: skipped (bin/sluice not found)"}
+	failed := Result{Peer: PeerSluice, Error: "listen tcp: address in use\nmore"}
+	at := func(r Result, load string) Result { r.Load, r.Rate, r.CapacityRPS = load, 600, 200; return r }
+	for _, tc := range []struct {
+		name   string
+		floors []Floor
+		want   map[string]string // floor name → status; every floor must be listed
+		detail string            // in every FAIL's detail
+	}{
+		{"overload, sluice failed to start", overloadFloors([]Result{
+			at(Result{Peer: PeerSluice, Report: ok}, "unloaded"), at(failed, "3x")}),
+			map[string]string{
+				"overload 3x: goodput >= 90% of capacity":         "FAIL",
+				"overload 3x: p99 of admitted <= 3x unloaded p99": "FAIL",
+			}, "not measured: sluice failed: listen tcp: address in use"},
+		{"overload, no unloaded baseline", overloadFloors([]Result{
+			at(missing, "unloaded"), at(Result{Peer: PeerSluice, Report: over}, "3x")}),
+			map[string]string{
+				"overload 3x: goodput >= 90% of capacity":         "PASS",
+				"overload 3x: p99 of admitted <= 3x unloaded p99": "FAIL",
+			}, "not measured: unloaded sluice skipped"},
+		{"overload, no sluice run at all", overloadFloors([]Result{at(Result{Peer: PeerDirect, Report: over}, "3x")}),
+			map[string]string{"overload: goodput >= 90% of capacity": "FAIL"}, "not measured: no overloaded sluice run"},
+		{"priority, sluice missing", priorityFloors([]Result{{Peer: PeerDirect, Report: ok}, missing}),
+			map[string]string{"priority: >= 99.9% of critical requests succeed": "FAIL"}, "not measured: sluice skipped"},
+		{"fairness, sluice failed", fairnessFloors([]Result{failed}),
+			map[string]string{"fairness: every tenant within its share keeps >= 99% success": "FAIL"}, "not measured: sluice failed"},
+		{"fairness, no sluice run", fairnessFloors(nil),
+			map[string]string{"fairness: every tenant within its share keeps >= 99% success": "FAIL"}, "not measured: no sluice run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(tc.floors) != len(tc.want) {
+				t.Fatalf("floors %+v, want %v", tc.floors, tc.want)
+			}
+			for _, f := range tc.floors {
+				if tc.want[f.Name] != f.Status {
+					t.Errorf("%s: %s, want %s (%s)", f.Name, f.Status, tc.want[f.Name], f.Detail)
+				}
+				if f.Status == "FAIL" && !strings.Contains(f.Detail, tc.detail) {
+					t.Errorf("%s: detail %q lacks %q", f.Name, f.Detail, tc.detail)
+				}
+			}
+			if s := (&Summary{Floors: tc.floors}); !s.Failed() {
+				t.Error("summary with an unmeasured floor did not fail")
+			}
+			var buf bytes.Buffer
+			writeFloors(&buf, tc.floors)
+			if !strings.Contains(buf.String(), "FAIL ") || strings.Contains(buf.String(), "SKIP") {
+				t.Errorf("printed floors:\n%s", buf.String())
+			}
+		})
 	}
 }
 

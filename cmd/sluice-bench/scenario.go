@@ -79,7 +79,8 @@ same open-loop load, and prints them side by side with Sluice's floors:
   priority  critical (X-Priority) at 0.5x on top of low at 2.5x
   fairness  tenant t1 (X-Tenant) at 10x its share, t2..t5 within theirs
   all       the three in sequence (about 5 minutes; --quick about 90s)
-Exits 1 when a floor fails. A missing haproxy/nginx/sluice is skipped.
+A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
+or cannot be measured (Sluice missing or failed to start).
 
 flags:
 `)
