@@ -44,7 +44,8 @@ bench-compare: build
 bench-overload: build
 	scripts/bench-overload.sh
 
-# A 1 GiB download and uploads through Sluice; prints its peak memory.
+# A 1 GiB download and uploads through Sluice: the bytes that arrived (length,
+# SHA-256) and Sluice's peak memory, PASS/FAIL each; exits 1 on a FAIL.
 stream-check: build
 	scripts/stream-check.sh
 
