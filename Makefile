@@ -3,18 +3,26 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test test-short demo bench bench-compare bench-overload stream-check fmt lint clean
+.PHONY: all build test test-alloc test-short demo bench bench-compare bench-overload stream-check fmt lint clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# vet + the whole suite under the race detector. Integration tests start the
-# real binaries, so build them first.
+# vet + the whole suite under the race detector, then the allocation guards
+# without it. Integration tests start the real binaries, so build them first.
 test: build
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' $(PKGS)
+
+# The zero-allocation guards: every test whose name ends in ZeroAlloc. The
+# race detector allocates on its own, so under -race some of them skip and
+# the others measure the detector too; this pass is the one that counts.
+ALLOC_TESTS := ZeroAlloc$$
+test-alloc:
+	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' $(PKGS)
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
@@ -36,7 +44,8 @@ bench-compare: build
 bench-overload: build
 	scripts/bench-overload.sh
 
-# A 1 GiB download and uploads through Sluice; prints its peak memory.
+# A 1 GiB download and uploads through Sluice: the bytes that arrived (length,
+# SHA-256) and Sluice's peak memory, PASS/FAIL each; exits 1 on a FAIL.
 stream-check: build
 	scripts/stream-check.sh
 

@@ -79,11 +79,16 @@
 //
 // # Malformed requests
 //
-// fasthttp rejects invalid Content-Length values, duplicate Host, NUL and
-// CR inside values, unknown transfer codings and bad chunk sizes.
-// checkRawHeaders adds what it lets through: Content-Length together with
-// Transfer-Encoding, repeated Content-Length, obs-fold, whitespace before
-// the first header and non-token header names. All are 400 with
+// fasthttp (1.78) itself rejects invalid and repeated Content-Length,
+// duplicate Host, NUL and CR inside values, whitespace before the first
+// header or before a colon, most non-token characters in header names,
+// unknown transfer codings and bad chunk sizes. It lets through
+// Content-Length together with Transfer-Encoding (Transfer-Encoding wins),
+// obs-fold (it unfolds the line into the previous value) and a space inside
+// a header name. checkRawHeaders rejects those on the raw header block, and
+// checks repeated Content-Length, leading whitespace, non-token names and
+// control characters there again, so that what reaches a backend does not
+// depend on what a fasthttp version happens to reject. All are 400 with
 // Connection: close and never reach a backend, with one limit: a bad chunk
 // deep inside a streamed body is only seen after earlier chunks were
 // forwarded; the backend then sees a truncated request, never a complete

@@ -102,7 +102,7 @@
 //
 // The fast path — nobody waiting, a backend has room — is TryAdmit then
 // Done: a lock, a scan of the backends, no queue work and no allocation
-// (guarded by TestFastPathAllocatesNothing and BenchmarkFastPath).
+// (guarded by TestFastPathZeroAlloc and BenchmarkFastPath).
 //
 // # Limiters
 //

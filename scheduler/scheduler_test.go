@@ -19,7 +19,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestFastPathAllocatesNothing(t *testing.T) {
+func TestFastPathZeroAlloc(t *testing.T) {
 	s := newTestScheduler(t, Config{}, 4, time.Now())
 	r := &Request{Class: Normal, Tenant: 7}
 	now := time.Now()

@@ -11,6 +11,7 @@
 #   scripts/bench-overload.sh --json overload.json --cpu 0
 # Everything listens on 127.0.0.1; sluice-bench kills every process it
 # started on exit (also on Ctrl-C). About 5 minutes; --quick about 1 minute.
+# Exits 1 when a floor for Sluice fails or could not be measured.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

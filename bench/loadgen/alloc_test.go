@@ -36,7 +36,7 @@ func shedHandler(ctx *fasthttp.RequestCtx) {
 // The request path allocates nothing once a connection is open: building
 // the request, writing it, parsing the response and recording the outcome
 // reuse the connection's buffers.
-func TestRequestPathDoesNotAllocate(t *testing.T) {
+func TestRequestPathZeroAlloc(t *testing.T) {
 	url := startFast(t, shedHandler)
 	r, w := newTestRunner(t, url)
 	rec := &record{target: -1}

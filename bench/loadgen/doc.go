@@ -43,7 +43,7 @@
 // latencies of its 2xx responses apart from those of all responses: under
 // overload most responses are refusals, and their latency would hide what
 // the served requests took. So the request path
-// allocates nothing in steady state (TestRequestPathDoesNotAllocate) and the
+// allocates nothing in steady state (TestRequestPathZeroAlloc) and the
 // connections share no lock.
 //
 // # Outcomes

@@ -99,7 +99,7 @@ func TestSeriesSuccessLatency(t *testing.T) {
 
 // Folding a finished request into the aggregates allocates nothing once its
 // second exists (a new second allocates its histograms once).
-func TestCollectDoesNotAllocate(t *testing.T) {
+func TestCollectZeroAlloc(t *testing.T) {
 	c := newTestCollector(t)
 	ok := finished(0, 40*time.Millisecond, 200, 0)
 	shed := finished(0, 500*time.Millisecond, 503, 1)

@@ -51,7 +51,8 @@ type Config struct {
 	Seed uint64
 }
 
-// Default is the demo origin: 4 workers × 20 ms ≈ 200 requests/s.
+// Default is the scenarios' origin: 4 workers × 20 ms ≈ 200 requests/s.
+// (The demo uses 8 × 40 ms, the same capacity; see scenario.DemoOrigin.)
 func Default() Config {
 	return Config{Workers: 4, Service: 20 * time.Millisecond, Dist: "constant", Thrash: 0.5,
 		SlowBodyFor: time.Second, BodySize: 64, Seed: 1}

@@ -5,9 +5,27 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/sluiceproxy/sluice/bench/origin"
 )
 
-// DemoOptions configure Demo.
+// DemoOrigin is the demo's origin: 8 workers × 40 ms, 200 requests/s.
+//
+// Its concurrency is not the adaptive limiter's starting limit (4): against
+// a 4-worker origin a limiter that never moved from its start would look
+// perfect, so the demo would show nothing of capacity discovery. At 8 a
+// frozen limit keeps half the capacity. The capacity is the scenarios'
+// 200 requests/s, so the offered load and the figures stay comparable;
+// 40 ms rather than longer because discovery takes a number of round
+// trips, and the quick run must see it finish.
+func DemoOrigin() origin.Config {
+	c := origin.Default()
+	c.Workers, c.Service = 8, 40*time.Millisecond
+	return c
+}
+
+// DemoOptions configure Demo. A zero OriginConfig means DemoOrigin().
 type DemoOptions struct {
 	Options
 	// OutDir receives direct.svg, sluice.svg, direct.json and sluice.json.
@@ -27,6 +45,9 @@ func Demo(ctx context.Context, opt DemoOptions) ([]Result, error) {
 	}
 	if opt.OutDir == "" {
 		opt.OutDir = "demo-out"
+	}
+	if opt.OriginConfig == (origin.Config{}) {
+		opt.OriginConfig = DemoOrigin()
 	}
 	e, cleanup, err := newEnv(opt.Options)
 	if err != nil {

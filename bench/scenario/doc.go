@@ -16,6 +16,7 @@
 //
 // Scenario code is plumbing around loadgen and origin, so its tests are
 // light: the generated configs (checked by haproxy -c and nginx -t when
-// installed), the tables and floors on synthetic reports, and a quick demo
-// against the built binary.
+// installed, which CI makes sure of), the tables and floors on synthetic
+// reports, and a quick demo against the built binary, held to a goodput
+// floor that a limiter frozen at its starting value fails.
 package scenario

@@ -90,8 +90,9 @@ func (b Binaries) available(peer string) (string, error) {
 }
 
 // startPeer starts peer in front of the origin at backend (host:port),
-// with its config files in dir, and waits until it proxies a request.
-func (b Binaries) startPeer(ctx context.Context, peer, backend, dir string) (*front, error) {
+// which serves workers requests at once, with its config files in dir, and
+// waits until it proxies a request.
+func (b Binaries) startPeer(ctx context.Context, peer, backend, dir string, workers int) (*front, error) {
 	if peer == PeerDirect {
 		return &front{url: "http://" + backend}, nil
 	}
@@ -109,7 +110,7 @@ func (b Binaries) startPeer(ctx context.Context, peer, backend, dir string) (*fr
 		argv = append([]string{bin, "--listen", listen, "--backend", "http://" + backend}, b.SluiceArgs...)
 	case PeerHAProxyTuned, PeerHAProxyUntuned:
 		cfg := filepath.Join(dir, peer+".cfg")
-		if err := os.WriteFile(cfg, []byte(HAProxyConfig(listen, backend, peer == PeerHAProxyTuned)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(HAProxyConfig(listen, backend, peer == PeerHAProxyTuned, workers)), 0o644); err != nil {
 			return nil, err
 		}
 		// -db: stay in the foreground so we own the process.
@@ -152,18 +153,19 @@ func (b Binaries) startPeer(ctx context.Context, peer, backend, dir string) (*fr
 // HAProxyConfig is the HAProxy configuration for one peer.
 //
 // Tuned is what an operator who knows the origin's capacity writes: at most
-// 4 requests on the server (its worker count), a 500 ms queue so a request
-// that cannot be served within the SLO gets a 503 instead of waiting, and
-// a priority class for critical requests so the queue serves them first.
+// as many requests on the server as the origin has workers, a 500 ms queue
+// so a request that cannot be served within the SLO gets a 503 instead of
+// waiting, and a priority class for critical requests so the queue serves
+// them first.
 //
 // Untuned is a plausible configuration written without that knowledge:
 // server maxconn 100 and a 5 s queue timeout, no priorities.
-func HAProxyConfig(listen, backend string, tuned bool) string {
+func HAProxyConfig(listen, backend string, tuned bool, workers int) string {
 	server := "    server origin " + backend + " maxconn 100\n"
 	queue := "5s"
 	prio := ""
 	if tuned {
-		server = "    server origin " + backend + " maxconn 4\n"
+		server = fmt.Sprintf("    server origin %s maxconn %d\n", backend, workers)
 		queue = "500ms"
 		prio = "    http-request set-priority-class int(-10) if { req.hdr(X-Priority) -m str critical }\n" +
 			"    http-request set-priority-class int(10) if { req.hdr(X-Priority) -m str low }\n"

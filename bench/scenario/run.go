@@ -62,7 +62,8 @@ type Options struct {
 	Binaries
 	// Origin starts each run's origin; nil runs it in-process.
 	Origin OriginStarter
-	// OriginConfig is the origin; zero means origin.Default() (4 × 20 ms).
+	// OriginConfig is the origin; zero means origin.Default() (4 × 20 ms)
+	// for the scenarios, DemoOrigin() (8 × 40 ms) for the demo.
 	OriginConfig origin.Config
 	// Quick shortens every run for a smoke test.
 	Quick bool
@@ -96,7 +97,7 @@ type durations struct {
 func (o Options) durations() durations {
 	if o.Quick {
 		return durations{unloaded: 2 * time.Second, overload: 3 * time.Second, priority: 4 * time.Second,
-			fairness: 4 * time.Second, demo: 3 * time.Second, timeout: 2 * time.Second}
+			fairness: 4 * time.Second, demo: 5 * time.Second, timeout: 2 * time.Second}
 	}
 	return durations{unloaded: 6 * time.Second, overload: 12 * time.Second, priority: 15 * time.Second,
 		fairness: 15 * time.Second, demo: 20 * time.Second, timeout: 3 * time.Second}
@@ -165,7 +166,7 @@ func (e *env) run(ctx context.Context, scenario, peer, load string, rate float64
 		return res, fmt.Errorf("start origin: %w", err)
 	}
 	defer stopOrigin()
-	f, err := e.opt.startPeer(ctx, peer, addr, e.dir)
+	f, err := e.opt.startPeer(ctx, peer, addr, e.dir, e.ocfg.Workers)
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()

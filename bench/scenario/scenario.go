@@ -143,20 +143,27 @@ func overloadFloors(results []Result) []Floor {
 		gName := fmt.Sprintf("overload %s: goodput >= 90%% of capacity", r.Load)
 		pName := fmt.Sprintf("overload %s: p99 of admitted <= 3x unloaded p99", r.Load)
 		if r.Report == nil {
-			floors = append(floors, floorSkipped("overload", gName, r.why()), floorSkipped("overload", pName, r.why()))
+			floors = append(floors, floorUnmeasured("overload", gName, "sluice "+r.why()), floorUnmeasured("overload", pName, "sluice "+r.why()))
 			continue
 		}
 		g := r.Report.Goodput / r.CapacityRPS
 		floors = append(floors, floorAtLeast("overload", gName, g, 0.9,
 			fmt.Sprintf("%.1f req/s = %.1f%% of %.0f (floor 90%%)", r.Report.Goodput, 100*g, r.CapacityRPS)))
 		if unloaded == nil || unloaded.Report == nil || unloaded.Report.SuccessLatency.P99 == 0 {
-			floors = append(floors, floorSkipped("overload", pName, "no unloaded run"))
+			why := "no unloaded run of sluice"
+			if unloaded != nil {
+				why = "unloaded sluice " + unloaded.why()
+			}
+			floors = append(floors, floorUnmeasured("overload", pName, why))
 			continue
 		}
 		base := unloaded.Report.SuccessLatency.P99
 		p99 := r.Report.SuccessLatency.P99
 		floors = append(floors, floorAtMost("overload", pName, float64(p99)/float64(base), 3,
 			fmt.Sprintf("p99 %s vs 3 × %s = %s", ms(p99), ms(base), ms(3*base))))
+	}
+	if len(floors) == 0 {
+		floors = append(floors, floorUnmeasured("overload", "overload: goodput >= 90% of capacity", "no overloaded sluice run"))
 	}
 	return floors
 }
@@ -189,18 +196,28 @@ func (e *env) priority(ctx context.Context, s *Summary) error {
 
 func priorityFloors(results []Result) []Floor {
 	const name = "priority: >= 99.9% of critical requests succeed"
-	for _, r := range results {
+	r, why := sluiceResult(results)
+	if r == nil {
+		return []Floor{floorUnmeasured("priority", name, why)}
+	}
+	f := r.classFigures("critical")
+	return []Floor{floorAtLeast("priority", name, f.Success, 0.999,
+		fmt.Sprintf("%s of %d critical requests succeeded (floor 99.9%%)", pct(f.Success), f.Sent))}
+}
+
+// sluiceResult is Sluice's run among results, or nil and why there is no
+// report to judge.
+func sluiceResult(results []Result) (*Result, string) {
+	for i, r := range results {
 		if r.Peer != PeerSluice {
 			continue
 		}
 		if r.Report == nil {
-			return []Floor{floorSkipped("priority", name, r.why())}
+			return nil, "sluice " + r.why()
 		}
-		f := r.classFigures("critical")
-		return []Floor{floorAtLeast("priority", name, f.Success, 0.999,
-			fmt.Sprintf("%s of %d critical requests succeeded (floor 99.9%%)", pct(f.Success), f.Sent))}
+		return &results[i], ""
 	}
-	return nil
+	return nil, "no sluice run"
 }
 
 // fairnessTenants: t1 sends 10× its fair share (capacity/5); the others
@@ -239,21 +256,16 @@ func (e *env) fairness(ctx context.Context, s *Summary) error {
 
 func fairnessFloors(results []Result) []Floor {
 	const name = "fairness: every tenant within its share keeps >= 99% success"
-	for _, r := range results {
-		if r.Peer != PeerSluice {
-			continue
-		}
-		if r.Report == nil {
-			return []Floor{floorSkipped("fairness", name, r.why())}
-		}
-		worst, worstT := 2.0, ""
-		for _, t := range fairnessTenants[1:] {
-			if f := r.classFigures(t); f.Success < worst {
-				worst, worstT = f.Success, t
-			}
-		}
-		return []Floor{floorAtLeast("fairness", name, worst, 0.99,
-			fmt.Sprintf("worst is %s at %s (floor 99%%)", worstT, pct(worst)))}
+	r, why := sluiceResult(results)
+	if r == nil {
+		return []Floor{floorUnmeasured("fairness", name, why)}
 	}
-	return nil
+	worst, worstT := 2.0, ""
+	for _, t := range fairnessTenants[1:] {
+		if f := r.classFigures(t); f.Success < worst {
+			worst, worstT = f.Success, t
+		}
+	}
+	return []Floor{floorAtLeast("fairness", name, worst, 0.99,
+		fmt.Sprintf("worst is %s at %s (floor 99%%)", worstT, pct(worst)))}
 }

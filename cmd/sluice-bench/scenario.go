@@ -79,7 +79,8 @@ same open-loop load, and prints them side by side with Sluice's floors:
   priority  critical (X-Priority) at 0.5x on top of low at 2.5x
   fairness  tenant t1 (X-Tenant) at 10x its share, t2..t5 within theirs
   all       the three in sequence (about 5 minutes; --quick about 90s)
-Exits 1 when a floor fails. A missing haproxy/nginx/sluice is skipped.
+A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
+or cannot be measured (Sluice missing or failed to start).
 
 flags:
 `)
@@ -150,9 +151,11 @@ func demoCommand(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: sluice-bench demo [flags]
 
-Starts a simulated origin (4 workers × 20ms = 200 req/s), sends it 3x its
+Starts a simulated origin (8 workers × 40ms = 200 req/s), sends it 3x its
 capacity (Poisson, 20s) directly and then through Sluice with default flags,
-and prints the two side by side. About a minute (--quick: about 15s).
+and prints the two side by side. Sluice is not told the capacity: its
+limiter starts at 4 in flight and finds the 8. About a minute (--quick: 5s
+per side, about 15s).
 
 flags:
 `)
