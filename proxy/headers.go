@@ -103,11 +103,13 @@ func headerBit(name []byte) headerSet {
 	return 0
 }
 
-// checkRawHeaders rejects the ambiguous requests fasthttp's parser lets
-// through: both Content-Length and Transfer-Encoding (fasthttp lets
-// Transfer-Encoding win), several Content-Length fields, obs-fold
-// continuation lines, whitespace before the first header, and control
-// characters in header lines. Each of these is a request-smuggling vector
+// checkRawHeaders rejects ambiguous requests on the raw header block: both
+// Content-Length and Transfer-Encoding, several Content-Length fields,
+// obs-fold continuation lines, whitespace before the first header,
+// non-token names and control characters in header lines. fasthttp 1.78
+// rejects some of these itself and lets others through (doc.go says
+// which); checking all of them here keeps what reaches a backend
+// independent of the fasthttp version. Each is a request-smuggling vector
 // when a backend parses the request differently from us, so none may be
 // forwarded. raw is the header block as received, without the request line.
 func checkRawHeaders(raw []byte) error {
