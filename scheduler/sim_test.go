@@ -232,8 +232,8 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			s.Expire(at(now))
 		}
 	}
-	if len(waiters) != 0 || s.queued != 0 {
-		tb.Fatalf("simulation ended with %d waiters, %d queued", len(waiters), s.queued)
+	if len(waiters) != 0 || s.Queued() != 0 {
+		tb.Fatalf("simulation ended with %d waiters, %d queued", len(waiters), s.Queued())
 	}
 	for _, r := range reqs {
 		if r.arrived < spec.warm || r.arrived >= end {
