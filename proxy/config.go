@@ -4,6 +4,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
 )
@@ -23,6 +24,9 @@ type Config struct {
 	Queue scheduler.Config `yaml:"queue"`
 	// Pool is the default channel policy for services that set none.
 	Pool pool.Config `yaml:"pool"`
+	// Monitor is the default backend watch (outlier ejection, health
+	// check) for services that set none.
+	Monitor monitor.Config `yaml:"monitor"`
 	// ShutdownGrace bounds how long in-flight requests may finish after
 	// SIGTERM. Default 15s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -35,8 +39,9 @@ type ServiceConfig struct {
 	Backends []string `yaml:"backends"` // URLs: http://host:port
 	// HostRewrite, when set, replaces the Host header sent to backends.
 	HostRewrite string            `yaml:"host_rewrite"`
-	Queue       *scheduler.Config `yaml:"queue"` // nil: the top-level queue
-	Pool        *pool.Config      `yaml:"pool"`  // nil: the top-level pool
+	Queue       *scheduler.Config `yaml:"queue"`   // nil: the top-level queue
+	Pool        *pool.Config      `yaml:"pool"`    // nil: the top-level pool
+	Monitor     *monitor.Config   `yaml:"monitor"` // nil: the top-level monitor
 }
 
 // RouteConfig sends matching requests to a service. Every set matcher must

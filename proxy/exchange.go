@@ -79,7 +79,9 @@ type exchange struct {
 	status    int
 	shed      string
 
-	rec Record // reported by record, once
+	rec      Record          // reported by record, once
+	attempts []attemptResult // every attempt's result, for the monitor
+	fault    bool            // the failed attempt was the backend's fault
 
 	reqID   []byte
 	ip      []byte
@@ -109,6 +111,7 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.svc = nil
 	x.up = nil
 	x.rec = Record{}
+	x.attempts = x.attempts[:0]
 	x.backend = nil
 	x.conn = nil
 	x.req.Reset()

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
 )
@@ -30,6 +31,7 @@ type service struct {
 	// Immutable.
 	name  string
 	sched *scheduler.Scheduler
+	mon   *monitor.Service // watches the backends, sets their state on sched
 
 	// Protected by Server.reloadMu.
 	upstreams map[string]*upstream // by backend ID
@@ -149,7 +151,7 @@ func hostRewriteOf(cfg Config, name string) []byte {
 // configureService returns the service named sc.Name with sc applied: the
 // existing one reconfigured in place, or a new one.
 func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, error) {
-	qcfg, pcfg := *sc.Queue, *sc.Pool // WithDefaults gave every service both
+	qcfg, pcfg, mcfg := *sc.Queue, *sc.Pool, *sc.Monitor // WithDefaults gave every service all three
 	svc := s.services[sc.Name]
 	if svc == nil {
 		sched, err := scheduler.New(qcfg)
@@ -158,6 +160,7 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		}
 		svc = &service{name: sc.Name, sched: sched,
 			upstreams: make(map[string]*upstream), leaving: make(map[string]*upstream)}
+		svc.mon = monitor.NewService(sc.Name, mcfg, sched, s.logEvent)
 	}
 	specs := make([]scheduler.BackendSpec, 0, len(sc.Backends))
 	var added []*upstream
@@ -187,6 +190,10 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		}
 		return nil, fmt.Errorf("service %q: %w", sc.Name, err)
 	}
+	svc.mon.Reconfigure(mcfg, sc.Backends, func(id string) string {
+		addr, _ := backendAddr(id) // validated
+		return addr
+	}, now)
 	wanted := make(map[string]*upstream, len(specs))
 	for _, sp := range specs {
 		wanted[sp.ID] = sp.Tag.(*upstream)
@@ -297,6 +304,7 @@ func (s *Server) retireService(svc *service, grace time.Duration) {
 	go func() {
 		defer s.retired.Done()
 		waitUntil(grace, svc.idle)
+		svc.mon.Close()
 		s.reloadMu.Lock()
 		delete(s.retiring, svc)
 		svc.close()
@@ -325,11 +333,57 @@ func (s *Server) closePools() {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	for _, svc := range s.services {
+		svc.mon.Close()
 		svc.close()
 	}
 	for svc := range s.retiring {
+		svc.mon.Close()
 		svc.close()
 	}
+}
+
+// monitorTick is how often the monitors move time on (ejections ending,
+// slow starts).
+const monitorTick = 100 * time.Millisecond
+
+// tickMonitors runs until stop is closed.
+func (s *Server) tickMonitors(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(monitorTick)
+	defer t.Stop()
+	var svcs []*service
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			s.reloadMu.Lock()
+			svcs = svcs[:0]
+			for _, svc := range s.services {
+				svcs = append(svcs, svc)
+			}
+			for svc := range s.retiring {
+				svcs = append(svcs, svc)
+			}
+			s.reloadMu.Unlock()
+			for _, svc := range svcs {
+				svc.mon.Tick(now)
+			}
+		}
+	}
+}
+
+// logEvent writes a monitor event to the log.
+func (s *Server) logEvent(e monitor.Event) {
+	ev := s.log.Warn()
+	if e.Kind == monitor.EventReturned || e.Kind == monitor.EventHealthy {
+		ev = s.log.Info()
+	}
+	ev = ev.Str("event", e.Kind.String()).Str("service", e.Service).Str("backend", e.Backend).Str("reason", e.Reason)
+	if e.For > 0 {
+		ev = ev.Dur("for", e.For)
+	}
+	ev.Msg("backend " + e.Kind.String())
 }
 
 // close closes the pools of every backend of svc, those leaving too.

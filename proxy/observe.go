@@ -37,6 +37,19 @@ type Record struct {
 	Queue          time.Duration // waiting for admission
 	BackendLatency time.Duration // from the request sent to the response headers
 	Total          time.Duration // from arrival to the end of the response
+
+	// For the proxy's own observers.
+	svc      *service
+	attempts []attemptResult
+}
+
+// attemptResult is what one attempt on a backend says about it: a failure
+// (5xx, refused, reset, timeout, broken response) or a success and its
+// latency.
+type attemptResult struct {
+	up      *upstream
+	failed  bool
+	latency time.Duration
 }
 
 // Observer receives the Record of every finished request. Observe runs on
@@ -68,7 +81,9 @@ func (x *exchange) record(now time.Time, o scheduler.Outcome, err error) {
 	if x.svc != nil {
 		r.Service = x.svc.name
 		r.Route = x.route.name
+		r.svc = x.svc
 	}
+	r.attempts = x.attempts
 	if x.up != nil {
 		r.Backend = x.up.id
 	}
@@ -76,6 +91,20 @@ func (x *exchange) record(now time.Time, o scheduler.Outcome, err error) {
 		r.Queue = x.admitted0.Sub(x.arrival)
 	}
 	x.s.report(r)
+}
+
+// monitorFeed is the observer that reports every attempt on a backend to
+// its service's monitor: the passive half of the QoS measurement.
+type monitorFeed struct{}
+
+func (monitorFeed) Observe(r *Record) {
+	if r.svc == nil || r.svc.mon == nil {
+		return
+	}
+	now := r.Arrival.Add(r.Total)
+	for _, a := range r.attempts {
+		r.svc.mon.Report(a.up.id, a.failed, a.latency, now)
+	}
 }
 
 // accessLog is the observer that writes one line per request: zerolog

@@ -32,6 +32,9 @@ func (x *exchange) finish(clientErr error) {
 		o = scheduler.Success
 	}
 	x.done(o, now)
+	if o != scheduler.Ignore {
+		x.attempts = append(x.attempts, attemptResult{up: x.up, failed: o == scheduler.Failure, latency: x.latency})
+	}
 	x.record(now, o, clientErr)
 	x.s.releaseExchange(x)
 }

@@ -45,6 +45,9 @@ type Server struct {
 	retiring map[*service]bool
 	retired  sync.WaitGroup // retire goroutines
 
+	tickStop chan struct{} // stops tickMonitors
+	tickDone chan struct{}
+
 	// Protected by mu.
 	mu     sync.Mutex
 	closed bool
@@ -68,6 +71,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		s.closePools()
 		return nil, err
 	}
+	s.tickStop, s.tickDone = make(chan struct{}), make(chan struct{})
+	go s.tickMonitors(s.tickStop, s.tickDone)
+	s.AddObserver(monitorFeed{})
 	if *cfg.Log.AccessLog {
 		s.alog = newAccessWriter(cfg.Log.AccessWriter, cfg.Log.AccessLogBuffer, cfg.Log.AccessLogFlush)
 		var w = zerolog.SyncWriter(s.alog)
@@ -124,6 +130,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.fs.ShutdownWithContext(ctx)
 	// Pools close after the front end: in-flight requests still use them.
 	// Any connection still in use when ctx ended is closed on release.
+	close(s.tickStop)
+	<-s.tickDone
 	s.closePools()
 	s.retired.Wait()
 	s.watch.close()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"time"
 
 	"github.com/sluiceproxy/sluice/pool"
@@ -60,11 +61,16 @@ func (x *exchange) forward() error {
 		x.up = upstreamOf(x.ticket)
 		b := x.up.pool.Load()
 		x.backend = b
+		x.fault = false
 		kind := x.attempt(b)
 		if kind == failNone {
 			return x.respond()
 		}
-		// The attempt failed: give the slot back, then decide.
+		// The attempt failed: tell the monitor if the backend is at fault,
+		// give the slot back, then decide.
+		if x.fault || kind == failBeforeResponse || kind == failBadResponse || kind == failTimeout {
+			x.attempts = append(x.attempts, attemptResult{up: x.up, failed: true})
+		}
 		tried := x.ticket.Backend
 		switch kind {
 		case failNotSent:
@@ -118,6 +124,10 @@ func (x *exchange) attempt(b *pool.Backend) failKind {
 			conn, err = b.AcquireFresh(x.sreq.Deadline)
 		}
 		if err != nil {
+			// A dial that failed is the backend's doing; a full or
+			// closed pool is not.
+			var de *pool.DialError
+			x.fault = errors.As(err, &de)
 			return failNotSent
 		}
 		if !conn.Reused() {
@@ -137,6 +147,9 @@ func (x *exchange) attempt(b *pool.Backend) failKind {
 		safe = safe && (x.idempotent || conn.Written() == 0)
 		stale := conn.Reused() && kind == failBeforeResponse && safe
 		if kind == failBeforeResponse && conn.Written() == 0 && safe {
+			// A new connection closed before it took a byte is the
+			// backend's fault; a pooled one is only stale.
+			x.fault = !conn.Reused()
 			kind = failNotSent
 		}
 		b.Release(conn, false)

@@ -76,19 +76,23 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.ShutdownGrace, DefaultShutdownGrace)
 	c.Queue = c.Queue.WithDefaults()
 	c.Pool = c.Pool.WithDefaults()
+	c.Monitor = c.Monitor.WithDefaults()
 	// Services are copied so that filling in their defaults does not write
 	// through to the caller's slice.
 	svcs := make([]ServiceConfig, len(c.Services))
 	copy(svcs, c.Services)
 	for i := range svcs {
-		q, p := c.Queue, c.Pool
+		q, p, m := c.Queue, c.Pool, c.Monitor
 		if svcs[i].Queue != nil {
 			q = svcs[i].Queue.WithDefaults()
 		}
 		if svcs[i].Pool != nil {
 			p = svcs[i].Pool.WithDefaults()
 		}
-		svcs[i].Queue, svcs[i].Pool = &q, &p
+		if svcs[i].Monitor != nil {
+			m = svcs[i].Monitor.WithDefaults()
+		}
+		svcs[i].Queue, svcs[i].Pool, svcs[i].Monitor = &q, &p, &m
 	}
 	c.Services = svcs
 	return c
@@ -118,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Pool.Validate(); err != nil {
 		return fmt.Errorf("pool: %w", err)
+	}
+	if err := c.Monitor.Validate(); err != nil {
+		return fmt.Errorf("monitor: %w", err)
 	}
 	if len(c.Services) == 0 {
 		return fmt.Errorf("services: at least one service is required")
@@ -154,6 +161,11 @@ func (c *Config) Validate() error {
 		if s.Pool != nil {
 			if err := s.Pool.Validate(); err != nil {
 				return fmt.Errorf("services[%d].pool: %w", i, err)
+			}
+		}
+		if s.Monitor != nil {
+			if err := s.Monitor.Validate(); err != nil {
+				return fmt.Errorf("services[%d].monitor: %w", i, err)
 			}
 		}
 		if strings.ContainsAny(s.HostRewrite, " \t\r\n\x00/") {

@@ -37,6 +37,12 @@ var flagGroups = []flagGroup{
 	{"Classification", []string{"priority-header", "tenant-header", "tenant-from", "api-key-header",
 		"deadline-header"}},
 	{"Logging", []string{"log-format", "log-level", "access-log"}},
+	{"Backend health (default for services whose monitor is not set in the file)", []string{
+		"outlier-disabled", "outlier-consecutive-failures", "outlier-failure-rate", "outlier-min-requests",
+		"outlier-interval", "outlier-base-ejection-time", "outlier-max-ejection-time",
+		"outlier-max-ejected-percent", "slow-start", "health-check-path", "health-check-interval",
+		"health-check-timeout", "health-check-status-min", "health-check-status-max",
+		"health-check-rise", "health-check-fall"}},
 	{"Queue policy (default for services whose queue is not set in the file)", []string{
 		"queue-max", "queue-timeout", "queue-discipline", "class-timeout", "class-min-share",
 		"tenant-weights", "limit", "limit-min", "limit-max", "codel-target", "codel-interval"}},
@@ -112,6 +118,7 @@ func newFlagSet(cfg *proxy.Config, opts *options) *flag.FlagSet {
 	fs.Var(boolPtrValue{&lg.AccessLog}, "access-log", "log one line per request (--access-log=false to turn off)")
 
 	cfg.Queue.RegisterFlags(fs)
+	cfg.Monitor.RegisterFlags(fs)
 	return fs
 }
 
