@@ -342,8 +342,9 @@ func (s *Server) closePools() {
 	}
 }
 
-// monitorTick is how often the monitors move time on (ejections ending,
-// slow starts).
+// monitorTick is how often the monitors and schedulers move time on
+// (ejections ending, slow starts, long-lived requests parking, probes of a
+// stalled backend).
 const monitorTick = 100 * time.Millisecond
 
 // tickMonitors runs until stop is closed.
@@ -368,6 +369,7 @@ func (s *Server) tickMonitors(stop <-chan struct{}, done chan<- struct{}) {
 			s.reloadMu.Unlock()
 			for _, svc := range svcs {
 				svc.mon.Tick(now)
+				svc.sched.Tick(now)
 			}
 		}
 	}

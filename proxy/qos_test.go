@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
 )
 
@@ -41,4 +43,47 @@ func TestDeadBackendEjected(t *testing.T) {
 	}
 	snap := firstService(p.Server).mon.Snapshot()
 	assert.True(t, snap[1].Ejected, "%+v", snap[1])
+}
+
+// TestLongPollsLeaveRoom: 40 long polls parked on a roomy origin must not
+// take its admission from the quick requests that follow: every one of
+// them succeeds. (The long polls beyond the starting limit wait in the
+// queue and time out: nothing tells the gateway yet that they will not
+// end, and a backend whose every request hangs looks the same.)
+func TestLongPollsLeaveRoom(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds requests for 2 s")
+	}
+	release := make(chan struct{})
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/poll" {
+			<-release
+		}
+		ctx.WriteString("ok") //nolint:errcheck
+	})
+	p := startProxy(t, oneService(b.addr))
+	polls := make([]<-chan result, 40)
+	for i := range polls {
+		polls[i] = getAsync(t, p.addr, "/poll")
+	}
+	require.Eventually(t, func() bool { return b.hits.Load() >= 4 }, 5*time.Second, time.Millisecond)
+	time.Sleep(time.Second) // the long polls are parked by now
+	ok := 0
+	for range 100 {
+		resp, _ := get(t, p.addr, "/quick")
+		if resp.StatusCode == 200 {
+			ok++
+		}
+	}
+	assert.Equal(t, 100, ok, "quick requests beside 40 long polls")
+	st := firstService(p.Server).sched.Stats().Backends[0]
+	assert.GreaterOrEqual(t, st.Parked, 4, "the long polls in flight no longer count against the limit: %+v", st)
+	close(release)
+	polled := 0
+	for _, ch := range polls {
+		if r := <-ch; r.resp.StatusCode == 200 {
+			polled++
+		}
+	}
+	t.Logf("long polls answered 200: %d of 40", polled)
 }

@@ -61,6 +61,7 @@ type BackendStats struct {
 	ID       string
 	State    BackendState
 	Inflight int
+	Parked   int           // of Inflight, long-lived requests not counted against the limit
 	Limit    int           // the concurrency limit in force (learned, capped)
 	Cap      int           // the ceiling set by SetBackendCap; 0 = none
 	Weight   float64       // relative share of traffic
@@ -120,7 +121,7 @@ func (s *Scheduler) TryAdmit(r *Request, now time.Time) (Ticket, bool) {
 		s.mu.Unlock()
 		return Ticket{}, false
 	}
-	b := s.cap.pick(r.Exclude)
+	b := s.cap.pick(r.Exclude, now)
 	if b == nil {
 		s.mu.Unlock()
 		return Ticket{}, false
@@ -269,7 +270,7 @@ func (s *Scheduler) arriveLocked(r *Request, now time.Time, w *Waiter) (Ticket, 
 		return Ticket{}, ErrNoBackend
 	}
 	if s.queued == 0 {
-		if b := s.cap.pick(r.Exclude); b != nil {
+		if b := s.cap.pick(r.Exclude, now); b != nil {
 			s.cap.take(b, now)
 			s.stats.AdmittedFast++
 			w.state = granted
@@ -496,14 +497,14 @@ func (s *Scheduler) releaseLocked(now time.Time) {
 			s.expireLocked(now)
 			continue
 		}
-		if s.cap.pick(nil) == nil {
+		if s.cap.pick(nil, now) == nil {
 			return
 		}
 		w := s.nextLocked(now)
 		if w == nil {
 			continue // the discipline shed what it looked at
 		}
-		b := s.cap.pick(w.req.Exclude)
+		b := s.cap.pick(w.req.Exclude, now)
 		if b == nil {
 			if !s.cap.eligible(w.req.Exclude) {
 				s.refuseLocked(w, ErrNoBackend, true)

@@ -62,6 +62,7 @@ type Backend struct {
 	latency  time.Duration // EWMA of successful samples; 0 = none yet
 	weight   float64       // relative share of traffic; 1 unless set
 	cap      int           // a ceiling on the limit (monitor, operator); 0 = none
+	ages ages // of the requests in flight, for parking long-lived ones (parked.go)
 	// busyAt is the last admission that took inflight above LimitMin. A
 	// request admitted after it ran with at most LimitMin in flight the
 	// whole time, and its latency is a clean baseline sample (limiter.go).
@@ -88,8 +89,8 @@ type BackendSpec struct {
 // between the two halves of the scheduler, as CockroachDB's granter is to
 // its WorkQueue; every method runs under Scheduler.mu.
 type granter interface {
-	// pick returns a backend with room, not in exclude, or nil.
-	pick(exclude []*Backend) *Backend
+	// pick returns a backend with room at now, not in exclude, or nil.
+	pick(exclude []*Backend, now time.Time) *Backend
 	// take gives one slot of b to a request admitted at now.
 	take(b *Backend, now time.Time)
 	// giveBack returns a slot and teaches b's limiter the outcome.
@@ -136,8 +137,9 @@ func excluded(b *Backend, exclude []*Backend) bool {
 }
 
 // pick chooses the backend with the most room relative to its limit and
-// weight, then the lowest recent latency; nil if none has room.
-func (bs *backendSet) pick(exclude []*Backend) *Backend {
+// weight, then the lowest recent latency; nil if none has room. A stalled
+// backend (parked.go) whose probe is due counts as having room for one.
+func (bs *backendSet) pick(exclude []*Backend, now time.Time) *Backend {
 	var best *Backend
 	var bestIn, bestCap float64
 	for _, b := range bs.active {
@@ -145,10 +147,14 @@ func (bs *backendSet) pick(exclude []*Backend) *Backend {
 			continue
 		}
 		lim := b.effectiveLimit()
-		if b.inflight >= lim {
-			continue
+		occ := b.occupancy(now)
+		if occ >= lim {
+			if !b.stalled() || !b.probeDue(now) {
+				continue
+			}
+			occ = lim - 1 // the probe: room for one, and the least room there is
 		}
-		in, capa := float64(b.inflight), float64(lim)*b.weight
+		in, capa := float64(occ), float64(lim)*b.weight
 		if best == nil {
 			best, bestIn, bestCap = b, in, capa
 			continue
@@ -163,16 +169,21 @@ func (bs *backendSet) pick(exclude []*Backend) *Backend {
 }
 
 func (bs *backendSet) take(b *Backend, now time.Time) {
+	if b.occupancy(now) >= b.effectiveLimit() {
+		b.probed(now)
+	}
 	b.inflight++
-	if b.inflight > bs.cfg.LimitMin {
+	b.started(now)
+	if b.inflight-b.parked() > bs.cfg.LimitMin {
 		b.busyAt = now
 	}
 }
 
 func (bs *backendSet) giveBack(b *Backend, o Outcome, latency time.Duration, start, now time.Time) {
-	in := b.inflight
+	in := b.occupancy(now)
 	b.inflight--
-	if o != Ignore && !b.gone {
+	old := b.finished(start, now, o != Ignore)
+	if o != Ignore && !b.gone && !old {
 		// Clean: no admission took the backend above LimitMin while
 		// this request ran, so its latency is the unloaded one.
 		b.lim.sample(now, latency, in, o == Failure, start.After(b.busyAt))

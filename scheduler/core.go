@@ -58,3 +58,16 @@ func (s *Scheduler) NextExpiry() (time.Time, bool) {
 	}
 	return s.expiry[0].expires, true
 }
+
+// Tick moves the scheduler to now without an arrival or a completion:
+// it expires what timed out and hands out room that time alone has made
+// (a stalled backend's probe coming due, long-lived requests parking).
+// The proxy calls it a few times a second.
+func (s *Scheduler) Tick(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(now)
+	if s.queued > 0 {
+		s.releaseLocked(now)
+	}
+}

@@ -83,6 +83,18 @@
 // When no backend is left up, queued requests are refused at once with
 // ErrNoBackend instead of timing out.
 //
+// # Long-lived requests
+//
+// A request in flight for longer than ten times its backend's recent
+// latency (at least 250 ms) is parked: it stops counting against the
+// adaptive limit and teaches the limiter nothing, once the backend has
+// completed a later request (proof that it works: a long-poll origin gives
+// it, a hung one never does). A backend whose slots are all held by such
+// requests without that proof gets one probe request at a time, at
+// doubling intervals. parked.go has the reasons; a static limit is a hard
+// bound and never parks. Tick moves time on for this when no request
+// arrives or ends.
+//
 // # Time, goroutines and locks
 //
 // The core is a deterministic state machine: every method that depends on

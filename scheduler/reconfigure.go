@@ -174,7 +174,7 @@ func (s *Scheduler) activeLocked(id string) (*Backend, error) {
 
 func (b *Backend) stats() BackendStats {
 	st := BackendStats{
-		ID: b.id, State: b.state, Inflight: b.inflight, Limit: b.effectiveLimit(),
+		ID: b.id, State: b.state, Inflight: b.inflight, Parked: b.parked(), Limit: b.effectiveLimit(),
 		Cap: b.cap, Weight: b.weight, Latency: b.latency,
 	}
 	if a, ok := b.lim.(interface{ baselineRTT() time.Duration }); ok {

@@ -1,0 +1,146 @@
+package scheduler
+
+import "time"
+
+// Long-lived requests: a long poll, a stream or a large transfer holds its
+// backend slot for seconds or minutes while the backend does next to no
+// work for it. Counted against the concurrency limit like any request, 40
+// long polls on a roomy origin shut everyone else out (and the limiter,
+// which only learns when a request ends, cannot learn its way out). So a
+// request in flight for longer than parkAfter — ten times the backend's
+// recent latency, at least parkMin — is parked: it no longer counts
+// against the limit, and its latency teaches the limiter nothing.
+//
+// A hanging backend looks the same from here: requests that never end.
+// Parking must not turn it into a sink that takes a new request for every
+// one that hangs. So parked requests stop counting only once the backend
+// has completed a request that started after them: proof that it still
+// works, which a long-poll origin gives with its next quick answer and a
+// hung one never does. A backend whose slots are all taken by requests
+// old enough to park, with no such proof, is stalled: it is given one
+// request at a time as a probe, at intervals doubling from parkAfter up
+// to maxProbeEvery, so that a long-poll origin is found alive within a
+// fraction of a second and a hung one costs a handful of requests a
+// minute.
+//
+// All of this is for the adaptive limits, which guess a backend's
+// capacity. A static limit is the operator's word, a hard bound like
+// HAProxy's maxconn: nothing parks or probes past it.
+//
+// Ages are kept in three generations per backend, each half of parkAfter
+// long: requests started in the current one, in the previous one, and
+// before (old: in flight for between half of parkAfter and all of it).
+// That is O(1) per admission and completion, allocates nothing, and ages
+// a request within a factor of two, which is all the rule needs.
+
+const (
+	parkFactor    = 10
+	parkMin       = 250 * time.Millisecond
+	maxProbeEvery = 10 * time.Second
+)
+
+// ages counts a backend's requests in flight by generation. Protected by
+// Scheduler.mu, as the Backend holding it.
+type ages struct {
+	cur, prev, old      int
+	curStart, prevStart time.Time
+	lastDone            time.Time // the last completion that proves the backend works
+	probeAt             time.Time // a stalled backend's next probe
+	probeEvery          time.Duration
+}
+
+// parkAfter is how long a request is in flight before it may be parked.
+func (b *Backend) parkAfter() time.Duration {
+	return max(parkMin, parkFactor*b.latency)
+}
+
+// rotate moves the generations on to now.
+func (b *Backend) rotate(now time.Time) {
+	a := &b.ages
+	pa := b.parkAfter() / 2 // a generation
+	if a.curStart.IsZero() {
+		a.curStart, a.prevStart = now, now
+		return
+	}
+	if now.Sub(a.curStart) >= 2*pa {
+		a.old += a.prev + a.cur
+		a.prev, a.cur = 0, 0
+		a.curStart, a.prevStart = now, now
+		return
+	}
+	if now.Sub(a.curStart) >= pa {
+		a.old += a.prev
+		a.prev, a.cur = a.cur, 0
+		a.prevStart, a.curStart = a.curStart, a.curStart.Add(pa)
+	}
+}
+
+// parked is how many of b's requests in flight no longer count against
+// its limit: the old ones, once a later request has completed.
+func (b *Backend) parked() int {
+	a := &b.ages
+	if b.limKind.Kind == LimitStatic {
+		return 0 // a static limit is a hard bound, as HAProxy's maxconn
+	}
+	if a.old > 0 && !a.lastDone.Before(a.prevStart) {
+		return a.old
+	}
+	return 0
+}
+
+// occupancy is what counts against b's limit at now.
+func (b *Backend) occupancy(now time.Time) int {
+	b.rotate(now)
+	return b.inflight - b.parked()
+}
+
+// stalled reports whether b's slots are taken by requests old enough to
+// park, with no proof that b still completes anything.
+func (b *Backend) stalled() bool {
+	return b.limKind.Kind != LimitStatic && b.ages.old > 0 && b.parked() == 0
+}
+
+// probeDue reports whether a stalled b may take one more request now.
+func (b *Backend) probeDue(now time.Time) bool { return !now.Before(b.ages.probeAt) }
+
+// probed notes that a stalled b was given a probe at now.
+func (b *Backend) probed(now time.Time) {
+	a := &b.ages
+	if a.probeEvery == 0 {
+		a.probeEvery = b.parkAfter()
+	}
+	a.probeAt = now.Add(a.probeEvery)
+	a.probeEvery = min(2*a.probeEvery, maxProbeEvery)
+}
+
+// started counts a request admitted at now.
+func (b *Backend) started(now time.Time) {
+	b.rotate(now)
+	b.ages.cur++
+}
+
+// finished takes a request that started at start out of its generation
+// and reports whether it was old (so its latency says nothing of the
+// backend's capacity). proof says the completion shows the backend works.
+func (b *Backend) finished(start, now time.Time, proof bool) (old bool) {
+	b.rotate(now)
+	a := &b.ages
+	switch {
+	case !start.Before(a.curStart) && a.cur > 0:
+		a.cur--
+	case !start.Before(a.prevStart) && a.prev > 0:
+		a.prev--
+	case a.old > 0:
+		a.old--
+		old = true
+	case a.prev > 0:
+		a.prev--
+	default:
+		a.cur--
+	}
+	if proof && !old {
+		a.lastDone = now
+		a.probeEvery = 0
+	}
+	return old
+}
