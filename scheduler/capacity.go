@@ -67,9 +67,11 @@ type Backend struct {
 	// request admitted after it ran with at most LimitMin in flight the
 	// whole time, and its latency is a clean baseline sample (limiter.go).
 	busyAt time.Time
-	// gone: drained and forgotten; a later AddBackend of the same ID
-	// starts afresh.
-	gone bool
+	// gone: drained and forgotten. A later AddBackend of the same ID
+	// makes a new record, which takes up what this one learned if it
+	// comes within rememberFor of goneAt (reconfigure.go).
+	gone   bool
+	goneAt time.Time
 }
 
 // ID is the backend's stable identity.
@@ -112,6 +114,9 @@ type backendSet struct {
 	active []*Backend
 	byID   map[string]*Backend
 	nUp    int
+	// recent are the backends forgotten less than rememberFor ago, by ID,
+	// at most maxRemembered of them (reconfigure.go).
+	recent map[string]*Backend
 }
 
 func newBackendSet(cfg *Config) backendSet {
@@ -196,7 +201,7 @@ func (bs *backendSet) giveBack(b *Backend, o Outcome, latency time.Duration, sta
 		}
 	}
 	if b.state == StateDraining && b.inflight == 0 {
-		bs.forget(b)
+		bs.forget(b, now)
 	}
 }
 
@@ -225,8 +230,8 @@ func (bs *backendSet) drainRate() float64 {
 	return rate
 }
 
-// add puts a backend in the set, or brings a draining one back with what
-// it learned.
+// add puts a backend in the set, or brings a draining or recently
+// forgotten one back with what it learned.
 func (bs *backendSet) add(id string, tag any, now time.Time) (*Backend, error) {
 	if id == "" {
 		return nil, fmt.Errorf("scheduler: backend with an empty ID")
@@ -240,7 +245,13 @@ func (bs *backendSet) add(id string, tag any, now time.Time) (*Backend, error) {
 		bs.nUp++
 		return b, nil
 	}
-	b := &Backend{id: id, tag: tag, weight: 1, lim: newLimiter(*bs.cfg, now), limKind: bs.cfg.Limit}
+	b := &Backend{id: id, tag: tag, weight: 1}
+	if old := bs.recall(id, now); old != nil {
+		b.lim, b.limKind, b.latency = old.lim, old.limKind, old.latency
+		bs.retuneBackend(b, now)
+	} else {
+		b.lim, b.limKind = newLimiter(*bs.cfg, now), bs.cfg.Limit
+	}
 	bs.byID[id] = b
 	bs.active = append(bs.active, b)
 	bs.nUp++
@@ -248,7 +259,7 @@ func (bs *backendSet) add(id string, tag any, now time.Time) (*Backend, error) {
 }
 
 // drain takes b out of the active set; it is forgotten once idle.
-func (bs *backendSet) drain(b *Backend) {
+func (bs *backendSet) drain(b *Backend, now time.Time) {
 	if b.state == StateDraining {
 		return
 	}
@@ -260,15 +271,16 @@ func (bs *backendSet) drain(b *Backend) {
 		bs.active = slices.Delete(bs.active, i, i+1)
 	}
 	if b.inflight == 0 {
-		bs.forget(b)
+		bs.forget(b, now)
 	}
 }
 
-func (bs *backendSet) forget(b *Backend) {
+func (bs *backendSet) forget(b *Backend, now time.Time) {
 	if bs.byID[b.id] == b {
 		delete(bs.byID, b.id)
 	}
-	b.gone = true
+	b.gone, b.goneAt = true, now
+	bs.remember(b)
 }
 
 // setState moves an active backend between up and down. It reports
@@ -291,10 +303,14 @@ func (bs *backendSet) setState(b *Backend, st BackendState) bool {
 // its limit and baseline and only takes the new bounds.
 func (bs *backendSet) retune(now time.Time) {
 	for _, b := range bs.byID {
-		if b.limKind != bs.cfg.Limit {
-			b.lim, b.limKind = newLimiter(*bs.cfg, now), bs.cfg.Limit
-			continue
-		}
-		b.lim.setBounds(bs.cfg.LimitMin, bs.cfg.LimitMax)
+		bs.retuneBackend(b, now)
 	}
+}
+
+func (bs *backendSet) retuneBackend(b *Backend, now time.Time) {
+	if b.limKind != bs.cfg.Limit {
+		b.lim, b.limKind = newLimiter(*bs.cfg, now), bs.cfg.Limit
+		return
+	}
+	b.lim.setBounds(bs.cfg.LimitMin, bs.cfg.LimitMax)
 }

@@ -79,7 +79,9 @@
 // queued requests where they are, with their deadlines, and keep what
 // surviving backends learned. A removed backend drains: it gets nothing
 // new, a ticket on it is still given back to it, and it is forgotten when
-// its last request is done; added back before that, it resumes as it was.
+// its last request is done; added back before that, it resumes as it was,
+// and added back within a minute after, it takes up its limit and baseline
+// (whether a drain is over by then is an accident of timing and load).
 // When no backend is left up, queued requests are refused at once with
 // ErrNoBackend instead of timing out.
 //

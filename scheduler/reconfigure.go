@@ -14,7 +14,9 @@ import (
 // AddBackend adds a backend known by id, up, with a fresh limiter. tag is
 // the caller's handle for it, returned by Backend.Tag. Adding a backend
 // that is draining brings it back with what it learned (and keeps its old
-// tag). It is an error to add one already present.
+// tag); one drained and forgotten less than rememberFor ago gets a new
+// record (with tag) that takes up its limiter and latency. It is an error
+// to add one already present.
 func (s *Scheduler) AddBackend(id string, tag any, now time.Time) (*Backend, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -37,7 +39,7 @@ func (s *Scheduler) RemoveBackend(id string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.cap.drain(b)
+	s.cap.drain(b, now)
 	s.afterCapacityChangeLocked(now)
 	return nil
 }
@@ -111,12 +113,13 @@ func (s *Scheduler) BackendInflight(id string) (int, bool) {
 }
 
 // Reconfigure replaces the policy and the set of backends in place.
-// Backends in backends that the scheduler has keep their limiter (a limit
-// of another kind starts afresh; bounds apply at once), new ones are added,
-// and those not named are drained as by RemoveBackend. Queued requests keep
-// their place and expiry; a smaller QueueMax only refuses newcomers, and
-// new tenant weights apply to tenants as they next join the queue. On an
-// error nothing has changed.
+// Backends in backends that the scheduler has, or forgot less than
+// rememberFor ago, keep their limiter (a limit of another kind starts
+// afresh; bounds apply at once), new ones are added, and those not named
+// are drained as by RemoveBackend. Queued requests keep their place and
+// expiry; a smaller QueueMax only refuses newcomers, and new tenant
+// weights apply to tenants as they next join the queue. On an error
+// nothing has changed.
 func (s *Scheduler) Reconfigure(cfg Config, backends []BackendSpec, now time.Time) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -137,7 +140,7 @@ func (s *Scheduler) Reconfigure(cfg Config, backends []BackendSpec, now time.Tim
 	s.cap.retune(now)
 	for _, b := range append([]*Backend(nil), s.cap.active...) {
 		if !want[b.id] {
-			s.cap.drain(b)
+			s.cap.drain(b, now)
 		}
 	}
 	for _, spec := range backends {
@@ -181,4 +184,60 @@ func (b *Backend) stats() BackendStats {
 		st.Baseline = a.baselineRTT()
 	}
 	return st
+}
+
+// What a removed backend learned outlives its drain for a while. Whether
+// the drain is over when the backend comes back is an accident of timing
+// and load: swapped out and back by reloads (an operator's revert, a
+// flapping endpoint), a backend still draining resumes with its limit,
+// while one already forgotten, as it is at once when nothing was in flight
+// on it, would start again from the initial limit and a baseline probe
+// that holds it at LimitMin: about a second at a fraction of its capacity,
+// in which the other backends must absorb its share or the queue sheds.
+// Back within rememberFor, a backend resumes as if it had stayed.
+
+// rememberFor is how long a forgotten backend's learning is kept: the
+// limiter's own re-measuring period, within which it would not have
+// re-measured the baseline of a backend that stayed either.
+const rememberFor = defaultProbeEvery
+
+// maxRemembered bounds that memory when backend IDs churn (endpoints that
+// come back under new addresses): the oldest is dropped first.
+const maxRemembered = 256
+
+// remember keeps b, just forgotten, for recall.
+func (bs *backendSet) remember(b *Backend) {
+	if bs.recent == nil {
+		bs.recent = make(map[string]*Backend)
+	}
+	for id, old := range bs.recent {
+		if b.goneAt.Sub(old.goneAt) >= rememberFor {
+			delete(bs.recent, id)
+		}
+	}
+	if len(bs.recent) >= maxRemembered {
+		var oldest *Backend
+		for _, old := range bs.recent {
+			if oldest == nil || old.goneAt.Before(oldest.goneAt) {
+				oldest = old
+			}
+		}
+		delete(bs.recent, oldest.id)
+	}
+	bs.recent[b.id] = b
+}
+
+// recall returns the backend forgotten under id less than rememberFor
+// before now, and forgets it for good: its learning passes to the new
+// record.
+func (bs *backendSet) recall(id string, now time.Time) *Backend {
+	old, ok := bs.recent[id]
+	if !ok {
+		return nil
+	}
+	delete(bs.recent, id)
+	if now.Sub(old.goneAt) >= rememberFor {
+		return nil
+	}
+	return old
 }

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -123,4 +124,63 @@ func TestBackendWeightAndCap(t *testing.T) {
 	require.Error(t, s.SetBackendCap("0", -1, simEpoch))
 	require.Error(t, s.SetBackendState("0", StateDraining, simEpoch))
 	require.ErrorIs(t, s.SetBackendState("nope", StateUp, simEpoch), ErrUnknownBackend)
+}
+
+// TestReaddedBackendTakesUpItsLearning: a backend removed, drained and
+// forgotten, then added back within rememberFor, takes up its baseline
+// and limit (under a new tag); added back later, or under a limit of
+// another kind, it starts afresh. The memory is bounded: the oldest
+// forgotten backend goes first.
+func TestReaddedBackendTakesUpItsLearning(t *testing.T) {
+	const rtt = 20 * time.Millisecond
+	s := newTestScheduler(t, Config{}, 1, simEpoch)
+	now := learn(t, s, simEpoch, rtt, 2*defaultProbeSamples)
+	before := s.Stats().Backends[0]
+	require.Equal(t, rtt, before.Baseline)
+
+	removeIdle := func(id string) {
+		t.Helper()
+		require.NoError(t, s.RemoveBackend(id, now))
+		_, known := s.BackendInflight(id)
+		require.False(t, known, "idle: forgotten at once")
+	}
+	removeIdle("0")
+	now = now.Add(rememberFor - time.Second)
+	b, err := s.AddBackend("0", "new tag", now)
+	require.NoError(t, err)
+	require.Equal(t, "new tag", b.Tag())
+	after := s.Stats().Backends[0]
+	require.Equal(t, before.Baseline, after.Baseline, "back within rememberFor")
+	require.Equal(t, before.Limit, after.Limit)
+	require.Equal(t, before.Latency, after.Latency)
+
+	removeIdle("0")
+	now = now.Add(rememberFor)
+	_, err = s.AddBackend("0", nil, now)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().Backends[0].Baseline, "back after rememberFor: afresh")
+
+	// Learned again, removed, and back under a static limit: the
+	// limiter's learning does not transfer.
+	s = newTestScheduler(t, Config{}, 1, simEpoch)
+	now = learn(t, s, simEpoch, rtt, 2*defaultProbeSamples)
+	removeIdle("0")
+	require.NoError(t, s.Reconfigure(Config{Limit: LimitSpec{Kind: LimitStatic, N: 7}}, []BackendSpec{{ID: "0"}}, now))
+	require.Equal(t, 7, s.Stats().Backends[0].Limit)
+	require.Zero(t, s.Stats().Backends[0].Baseline)
+
+	// Many other backends forgotten since: the oldest memory went first.
+	s = newTestScheduler(t, Config{}, 1, simEpoch)
+	now = learn(t, s, simEpoch, rtt, 2*defaultProbeSamples)
+	removeIdle("0")
+	for i := range maxRemembered {
+		now = now.Add(time.Millisecond)
+		id := "churn-" + strconv.Itoa(i)
+		_, err := s.AddBackend(id, nil, now)
+		require.NoError(t, err)
+		removeIdle(id)
+	}
+	_, err = s.AddBackend("0", nil, now)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().Backends[0].Baseline, "evicted by %d newer ones", maxRemembered)
 }
