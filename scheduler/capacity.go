@@ -62,7 +62,7 @@ type Backend struct {
 	latency  time.Duration // EWMA of successful samples; 0 = none yet
 	weight   float64       // relative share of traffic; 1 unless set
 	cap      int           // a ceiling on the limit (monitor, operator); 0 = none
-	ages ages // of the requests in flight, for parking long-lived ones (parked.go)
+	ages     ages          // of the requests in flight, for parking long-lived ones (parked.go)
 	// busyAt is the last admission that took inflight above LimitMin. A
 	// request admitted after it ran with at most LimitMin in flight the
 	// whole time, and its latency is a clean baseline sample (limiter.go).
