@@ -32,6 +32,8 @@ type service struct {
 	name  string
 	sched *scheduler.Scheduler
 	mon   *monitor.Service // watches the backends, sets their state on sched
+	// retries bounds the requests sent to a second backend.
+	retries *retryBudget
 
 	// Protected by Server.reloadMu.
 	upstreams map[string]*upstream // by backend ID
@@ -161,6 +163,7 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		svc = &service{name: sc.Name, sched: sched,
 			upstreams: make(map[string]*upstream), leaving: make(map[string]*upstream)}
 		svc.mon = monitor.NewService(sc.Name, mcfg, sched, s.logEvent)
+		svc.retries = newRetryBudget()
 	}
 	specs := make([]scheduler.BackendSpec, 0, len(sc.Backends))
 	var added []*upstream

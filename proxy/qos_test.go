@@ -87,3 +87,55 @@ func TestLongPollsLeaveRoom(t *testing.T) {
 	}
 	t.Logf("long polls answered 200: %d of 40", polled)
 }
+
+// TestRetry503WithinBudget: a 503 from one backend sends an idempotent
+// request to another, but never more than the retry budget allows (10% of
+// requests, after 10 at start), and never a POST. With outlier ejection
+// off, the failing backend keeps its share of first attempts, so the
+// budget is what bounds the extra load.
+func TestRetry503WithinBudget(t *testing.T) {
+	ok := startBackend(t, okHandler)
+	busy := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(503)
+		ctx.WriteString("busy") //nolint:errcheck
+	})
+	cfg := oneService(ok.addr, busy.addr)
+	cfg.Monitor.Outlier.Disabled = true
+	p := startProxy(t, cfg)
+	const n = 300
+	got503 := 0
+	for range n {
+		resp, _ := get(t, p.addr, "/")
+		if resp.StatusCode == 503 {
+			got503++
+		}
+	}
+	retried := int(busy.hits.Load()) - got503
+	t.Logf("busy backend hit %d times, %d retried elsewhere, %d answered 503", busy.hits.Load(), retried, got503)
+	assert.Positive(t, retried, "a 503 is retried on the other backend")
+	assert.LessOrEqual(t, retried, retryInitial/retryCost+n/retryCost, "retries stay within the budget")
+	assert.Positive(t, got503, "past the budget the backend's 503 goes to the client")
+	assert.EqualValues(t, n-got503, ok.hits.Load())
+
+	// A POST is never sent twice.
+	before := busy.hits.Load() + ok.hits.Load()
+	for range 20 {
+		resp, _ := roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: example.test\r\nContent-Length: 2\r\n\r\nhi")
+		_ = resp
+	}
+	assert.EqualValues(t, 20, busy.hits.Load()+ok.hits.Load()-before, "one attempt per POST")
+}
+
+// TestOnly503BackendAnswersItself: with no other backend to try, the
+// backend's own 503 (and body) reaches the client.
+func TestOnly503BackendAnswersItself(t *testing.T) {
+	busy := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(503)
+		ctx.WriteString("busy") //nolint:errcheck
+	})
+	p := startProxy(t, oneService(busy.addr))
+	resp, body := get(t, p.addr, "/")
+	assert.Equal(t, 503, resp.StatusCode)
+	assert.Equal(t, "busy", body)
+	assert.EqualValues(t, 1, busy.hits.Load())
+}

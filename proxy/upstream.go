@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
+	"github.com/valyala/fasthttp"
 )
 
 // The upstream stage: send the request to the ticket's backend and read
@@ -46,11 +47,14 @@ const (
 )
 
 // forward admits the request, sends it to the chosen backend and sets up
-// the response. Failures before a response lead to another backend when
-// that is safe (see attempt), to 502/504 otherwise.
+// the response. Failures before a response, and a 502 or 503 from a
+// backend, lead to another backend when that is safe (see attempt and
+// retryable) and the service's retry budget allows; otherwise the client
+// gets 502/504, or the backend's own answer.
 func (x *exchange) forward() error {
 	var lastErr error
 	retried := false
+	x.svc.retries.deposit()
 	for {
 		if err := x.admit(); err != nil {
 			if lastErr != nil && err == scheduler.ErrNoBackend {
@@ -64,6 +68,20 @@ func (x *exchange) forward() error {
 		x.fault = false
 		kind := x.attempt(b)
 		if kind == failNone {
+			if !retried && x.retryable() {
+				// The backend said it cannot serve this now; another
+				// one may. Its answer is dropped with its connection.
+				x.attempts = append(x.attempts, attemptResult{up: x.up, failed: true})
+				_ = x.resp.CloseBodyStream()
+				x.backend.Release(x.conn, false)
+				x.conn = nil
+				x.resp.Reset()
+				x.done(scheduler.Failure, time.Now())
+				retried = true
+				x.sreq.Exclude = append(x.sreq.Exclude, x.ticket.Backend)
+				lastErr = errBadGateway
+				continue
+			}
 			return x.respond()
 		}
 		// The attempt failed: tell the monitor if the backend is at fault,
@@ -97,7 +115,7 @@ func (x *exchange) forward() error {
 		// Idempotent requests whose body we still hold may be sent once
 		// more, elsewhere; a non-idempotent one is never sent twice,
 		// and a streamed body cannot be replayed.
-		if retried || !x.idempotent || x.bodyMode == bodyStreamed {
+		if retried || !x.idempotent || x.bodyMode == bodyStreamed || !x.svc.retries.withdraw() {
 			return errBadGateway
 		}
 		retried = true
@@ -239,3 +257,22 @@ func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
 type nopWriter struct{}
 
 func (*nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// retryable reports whether a backend's answer is a 502 or 503 that
+// another backend should get the chance to replace: the request may be
+// sent again (idempotent, its body still held), another backend is up, and
+// the retry budget allows it. Anything else, including every other 5xx,
+// goes to the client as the backend sent it.
+func (x *exchange) retryable() bool {
+	st := x.resp.StatusCode()
+	if st != fasthttp.StatusBadGateway && st != fasthttp.StatusServiceUnavailable {
+		return false
+	}
+	if !x.idempotent || x.bodyMode == bodyStreamed {
+		return false
+	}
+	if !x.svc.sched.HasOther(x.sreq.Exclude, x.ticket.Backend) {
+		return false
+	}
+	return x.svc.retries.withdraw()
+}

@@ -71,3 +71,16 @@ func (s *Scheduler) Tick(now time.Time) {
 		s.releaseLocked(now)
 	}
 }
+
+// HasOther reports whether a backend other than also and those in exclude
+// is up: whether a retry elsewhere has somewhere to go.
+func (s *Scheduler) HasOther(exclude []*Backend, also *Backend) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.cap.active {
+		if b.state == StateUp && b != also && !excluded(b, exclude) {
+			return true
+		}
+	}
+	return false
+}
