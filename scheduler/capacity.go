@@ -251,6 +251,7 @@ func (bs *backendSet) add(id string, tag any, now time.Time) (*Backend, error) {
 		bs.retuneBackend(b, now)
 	} else {
 		b.lim, b.limKind = newLimiter(*bs.cfg, now), bs.cfg.Limit
+		bs.seedFromPeers(b, now)
 	}
 	bs.byID[id] = b
 	bs.active = append(bs.active, b)
@@ -313,4 +314,32 @@ func (bs *backendSet) retuneBackend(b *Backend, now time.Time) {
 		return
 	}
 	b.lim.setBounds(bs.cfg.LimitMin, bs.cfg.LimitMax)
+}
+
+// seedFromPeers starts a backend that joins a running service from what
+// its peers learned: the median of their limits and of their baselines.
+// Redundant backends of a service run the same application, and a cold
+// start (a limit of 4 and a baseline probe held at LimitMin) in the middle
+// of traffic took a new backend to half its capacity or less for over a
+// second, which the others had to absorb. Its own probe, a minute later,
+// replaces the borrowed baseline. Peers that have learned nothing yet give
+// nothing.
+func (bs *backendSet) seedFromPeers(b *Backend, now time.Time) {
+	var limits []int
+	var bases []time.Duration
+	for _, p := range bs.active {
+		if p.limKind != b.limKind {
+			continue
+		}
+		if a, ok := p.lim.(interface{ baselineRTT() time.Duration }); ok && a.baselineRTT() > 0 {
+			limits = append(limits, p.lim.limit())
+			bases = append(bases, a.baselineRTT())
+		}
+	}
+	if len(limits) == 0 {
+		return
+	}
+	slices.Sort(limits)
+	slices.Sort(bases)
+	b.lim.seed(now, limits[len(limits)/2], bases[len(bases)/2])
 }

@@ -20,6 +20,10 @@ type limiter interface {
 	// setBounds applies new LimitMin/LimitMax (a reconfiguration) and
 	// keeps everything learned.
 	setBounds(min, max int)
+	// seed starts a new limiter from what its backend's peers learned:
+	// their limit and unloaded latency, taken as provisional until its own
+	// next baseline probe, a probeEvery later.
+	seed(now time.Time, limit int, baseline time.Duration)
 }
 
 // limiterParams are the knobs shared by the adaptive limiters.
@@ -64,6 +68,7 @@ type staticLimiter int
 func (s staticLimiter) limit() int                                     { return int(s) }
 func (staticLimiter) sample(time.Time, time.Duration, int, bool, bool) {}
 func (staticLimiter) setBounds(int, int)                               {}
+func (staticLimiter) seed(time.Time, int, time.Duration)               {}
 
 // baseline measures a backend's unloaded latency (the "minRTT" that the
 // adaptive limiters compare recent latency against). Inferring it from the
@@ -240,6 +245,14 @@ func (a *adaptive) limit() int {
 		return a.base.p.min
 	}
 	return int(a.lim)
+}
+
+func (a *adaptive) seed(now time.Time, limit int, baseline time.Duration) {
+	a.lim = clampLimit(float64(limit), a.base.p)
+	a.base.rtt = baseline
+	a.base.probing, a.base.active = false, false
+	a.base.nextProbe = now.Add(a.base.p.probeEvery)
+	a.win.reset(now)
 }
 
 func (a *adaptive) setBounds(lo, hi int) {

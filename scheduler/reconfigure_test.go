@@ -23,7 +23,8 @@ func learn(t *testing.T, s *Scheduler, now time.Time, rtt time.Duration, n int) 
 
 // TestReconfigureKeepsLearnedLimits: a backend that stays keeps its
 // baseline and limit across a change of policy; one whose limit kind
-// changes starts afresh; a new one starts from the initial limit.
+// changes starts afresh; a new one joining a running service starts from
+// what its peers learned.
 func TestReconfigureKeepsLearnedLimits(t *testing.T) {
 	const rtt = 20 * time.Millisecond
 	s := newTestScheduler(t, Config{}, 1, simEpoch)
@@ -40,7 +41,8 @@ func TestReconfigureKeepsLearnedLimits(t *testing.T) {
 	require.Equal(t, before.Baseline, after.Backends[0].Baseline)
 	require.Equal(t, before.Limit, after.Backends[0].Limit)
 	require.Equal(t, "new", after.Backends[1].ID)
-	require.Zero(t, after.Backends[1].Baseline, "a new backend has learned nothing")
+	require.Equal(t, before.Baseline, after.Backends[1].Baseline, "a backend joining a running service starts from its peers' baseline")
+	require.Equal(t, before.Limit, after.Backends[1].Limit, "and from their limit")
 	require.Equal(t, 10, s.Config().QueueMax)
 
 	// Bounds below the learned limit clamp it at once.
