@@ -123,6 +123,10 @@ func newBackendSet(cfg *Config) backendSet {
 	return backendSet{cfg: cfg, byID: make(map[string]*Backend)}
 }
 
+// exploreAfter is how long a backend may go without a completion before
+// pick tries it again whatever its last latency said.
+const exploreAfter = time.Second
+
 // effectiveLimit is b's limit with its cap applied.
 func (b *Backend) effectiveLimit() int {
 	l := b.lim.limit()
@@ -141,12 +145,14 @@ func excluded(b *Backend, exclude []*Backend) bool {
 	return false
 }
 
-// pick chooses the backend with the most room relative to its limit and
-// weight, then the lowest recent latency; nil if none has room. A stalled
+// pick chooses, among the backends with room, the one where one more
+// request is expected to finish soonest (recent latency × (1 + fill)),
+// then the one with the most room relative to its limit and weight; nil
+// if none has room. A stalled
 // backend (parked.go) whose probe is due counts as having room for one.
 func (bs *backendSet) pick(exclude []*Backend, now time.Time) *Backend {
 	var best *Backend
-	var bestIn, bestCap float64
+	var bestCost, bestLoad float64
 	for _, b := range bs.active {
 		if b.state != StateUp || (len(exclude) > 0 && excluded(b, exclude)) {
 			continue
@@ -159,15 +165,23 @@ func (bs *backendSet) pick(exclude []*Backend, now time.Time) *Backend {
 			}
 			occ = lim - 1 // the probe: room for one, and the least room there is
 		}
-		in, capa := float64(occ), float64(lim)*b.weight
-		if best == nil {
-			best, bestIn, bestCap = b, in, capa
-			continue
+		// The expected latency of one more request: the backend's recent
+		// latency, stretched by how full it is (a processor-sharing
+		// origin slows as its concurrency grows), per unit of weight.
+		// Equal backends thus share by room; a slow one gets what the
+		// fast ones cannot take, rather than its proportional share,
+		// which would put its latency into the tail of every request.
+		fill := float64(occ) / float64(lim)
+		cost := float64(b.latency) * (1 + fill) / b.weight
+		if occ == 0 && now.Sub(b.ages.lastDone) >= exploreAfter {
+			// Idle for a while: its latency is old news. One request
+			// finds out whether it is still slow, so a backend that
+			// recovered is not left idle behind a stale figure.
+			cost = 0
 		}
-		// Compare inflight/capacity without dividing.
-		l, r := in*bestCap, bestIn*capa
-		if l < r || (l == r && b.latency < best.latency) {
-			best, bestIn, bestCap = b, in, capa
+		load := fill / b.weight
+		if best == nil || cost < bestCost || (cost == bestCost && load < bestLoad) {
+			best, bestCost, bestLoad = b, cost, load
 		}
 	}
 	return best

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -185,4 +186,55 @@ func TestReaddedBackendTakesUpItsLearning(t *testing.T) {
 	_, err = s.AddBackend("0", nil, now)
 	require.NoError(t, err)
 	require.Zero(t, s.Stats().Backends[0].Baseline, "evicted by %d newer ones", maxRemembered)
+}
+
+// TestSlowBackendGetsTheOverflow: with two fast backends and one four
+// times slower, all with room, requests go where they are expected to
+// finish soonest; the slow one gets a small part of the traffic instead
+// of a third of it (which would put its latency into the tail).
+func TestSlowBackendGetsTheOverflow(t *testing.T) {
+	s := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: 8}}, 3, simEpoch)
+	latency := map[string]time.Duration{"0": 20 * time.Millisecond, "1": 20 * time.Millisecond, "2": 80 * time.Millisecond}
+	now := simEpoch
+	// Warm: each backend answers once, so each has a latency.
+	for _, id := range []string{"0", "1", "2"} {
+		for {
+			tk, ok := s.TryAdmit(&Request{}, now)
+			require.True(t, ok)
+			if tk.Backend.ID() == id {
+				s.Done(tk, Success, latency[id], now)
+				break
+			}
+			defer s.Done(tk, Ignore, 0, now)
+		}
+	}
+	counts := map[string]int{}
+	type job struct {
+		tk  Ticket
+		end time.Time
+	}
+	var inflight []job
+	for range 3000 {
+		// Six requests in flight: well within the fast pair's room.
+		for len(inflight) < 6 {
+			tk, ok := s.TryAdmit(&Request{}, now)
+			require.True(t, ok)
+			counts[tk.Backend.ID()]++
+			inflight = append(inflight, job{tk, now.Add(latency[tk.Backend.ID()])})
+		}
+		first := 0
+		for i, j := range inflight {
+			if j.end.Before(inflight[first].end) {
+				first = i
+			}
+		}
+		j := inflight[first]
+		inflight = append(inflight[:first], inflight[first+1:]...)
+		now = j.end
+		s.Done(j.tk, Success, latency[j.tk.Backend.ID()], now)
+	}
+	total := counts["0"] + counts["1"] + counts["2"]
+	t.Logf("shares: %v of %d", counts, total)
+	assert.Less(t, float64(counts["2"])/float64(total), 0.05, "the slow backend takes the overflow only")
+	assert.InDelta(t, counts["0"], counts["1"], float64(total)/10, "the fast pair share evenly")
 }
