@@ -141,7 +141,11 @@ func (a *Agent) sample(ctx context.Context) error {
 		if l.State != StateUp {
 			ev = a.log.Warn()
 		}
-		ev.Str("state", string(l.State)).Int("weight", l.Weight).Float64("cpu", l.CPU).Str("error", l.Error).Msg("state")
+		ev = ev.Str("state", string(l.State)).Int("weight", l.Weight).Float64("cpu", l.CPU)
+		if l.Error != "" {
+			ev = ev.Str("error", l.Error)
+		}
+		ev.Msg("state")
 	}
 	a.latest.Store(&snapshot{load: l, lastNotUp: lastNotUp})
 	return nil

@@ -136,3 +136,28 @@ func TestClientFetch(t *testing.T) {
 	_, err = c.Fetch(context.Background(), "http://127.0.0.1:1/load")
 	assert.Error(t, err, "nothing listening")
 }
+
+// DecodeLoad reads what an agent on another host sends: it must never
+// panic, and what it accepts must be valid and survive a round trip.
+func FuzzDecodeLoad(f *testing.F) {
+	b, _ := json.Marshal(validLoad())
+	f.Add(b)
+	f.Add([]byte(`{"version":1}`))
+	f.Add([]byte(`{"version":1,"time":"2026-03-01T12:00:00Z","interval_seconds":1,"state":"down","error":"x","cpus":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := DecodeLoad(b)
+		if err != nil {
+			return
+		}
+		if err := l.Validate(); err != nil {
+			t.Fatalf("accepted an invalid document %q: %v", b, err)
+		}
+		again, err := json.Marshal(l)
+		if err != nil {
+			t.Fatalf("cannot re-encode %q: %v", b, err)
+		}
+		if _, err := DecodeLoad(again); err != nil {
+			t.Fatalf("round trip of %q: %v", b, err)
+		}
+	})
+}

@@ -25,9 +25,10 @@ const (
 type Config struct {
 	// Interval is the sampling period. 0 = DefaultInterval (1s).
 	Interval time.Duration
-	// Processes names processes to measure by command name (the kernel's
-	// comm, as ps -o comm shows; a name longer than 15 bytes matches on its
-	// first 15). All processes with the name count together, as one target.
+	// Processes names processes to measure by command name: the kernel's
+	// comm as ps -o comm shows it (cut to 15 bytes), or the full name of a
+	// longer one. All processes with the name count together, as one
+	// target.
 	Processes []string
 	// PIDs are processes to measure by PID.
 	PIDs []int

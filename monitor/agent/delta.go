@@ -196,11 +196,21 @@ func truncate(s string, n int) string {
 // commLen is the longest command name the kernel keeps (TASK_COMM_LEN-1).
 const commLen = 15
 
-// nameMatches reports whether a process's command name (comm) is name. The
-// kernel cuts comm to 15 bytes, so a longer name matches on its first 15.
-func nameMatches(comm, name string) bool {
-	if len(name) > commLen {
-		return comm == name[:commLen]
+// nameMatches reports whether a process whose name gopsutil gives as got
+// is the process called name. The kernel cuts a command name (comm) to 15
+// bytes; gopsutil gives the full name instead when the program's path in
+// its command line starts with those 15 bytes. So a name matches itself,
+// a cut comm matches the name's first 15 bytes (when gopsutil could not
+// extend it), and a name of exactly 15 bytes, as ps -o comm prints a
+// long one, matches the full name it was cut from.
+func nameMatches(got, name string) bool {
+	switch {
+	case got == name:
+		return true
+	case len(got) == commLen && len(name) > commLen:
+		return name[:commLen] == got
+	case len(name) == commLen && len(got) > commLen:
+		return got[:commLen] == name
 	}
-	return comm == name
+	return false
 }

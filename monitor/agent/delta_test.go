@@ -143,9 +143,14 @@ func TestNameMatches(t *testing.T) {
 	assert.True(t, nameMatches("nginx", "nginx"))
 	assert.False(t, nameMatches("nginx-debug", "nginx"))
 	assert.False(t, nameMatches("nginx", "nginx-debug"))
-	// comm is cut at 15 bytes by the kernel.
-	assert.True(t, nameMatches("sluice-bench-or", "sluice-bench-origin"))
+	// comm is cut at 15 bytes by the kernel; gopsutil extends it from the
+	// command line when it can.
+	assert.True(t, nameMatches("sluice-bench-or", "sluice-bench-origin"), "cut comm, full name given")
+	assert.True(t, nameMatches("sluice-bench-origin", "sluice-bench-or"), "extended name, cut comm given")
+	assert.True(t, nameMatches("sluice-bench-origin", "sluice-bench-origin"))
 	assert.False(t, nameMatches("sluice-bench-or", "sluice-bench-ox-other"))
+	assert.False(t, nameMatches("sluice-bench-origin", "sluice-bench-origin2"), "both extended: exact")
+	assert.False(t, nameMatches("sluice-bench-o", "sluice-bench-or"))
 }
 
 // The parsers read what the kernel and an origin write: fuzz them for

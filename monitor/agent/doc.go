@@ -33,7 +33,8 @@
 // covers exactly the window between two samples, with nothing missed.
 // Processes searched by name are the exception: finding them means
 // reading the whole process table, so that happens at start, every
-// Config.Rescan (10 s) to find new workers, and when a tracked one exits.
+// Config.Rescan (10 s) to find new workers, when a tracked one exits, and
+// at every sample while none is found (the agent is down then).
 //
 // The Agent (agent.go) owns the only goroutine that samples and publishes
 // each judged sample whole through an atomic pointer; the HTTP handler and
