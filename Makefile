@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test test-alloc test-short demo bench bench-compare bench-overload stream-check fmt lint clean
+.PHONY: all build test test-alloc test-short demo bench bench-compare bench-overload stream-check agent-cost fmt lint clean
 
 all: build
 
@@ -48,6 +48,11 @@ bench-overload: build
 # SHA-256) and Sluice's peak memory, PASS/FAIL each; exits 1 on a FAIL.
 stream-check: build
 	scripts/stream-check.sh
+
+# sluice-agent's own CPU at the default 1 s interval, over 30 s: must be
+# under 1% of a core. Flags after AGENT_FLAGS= go to the agent.
+agent-cost: build
+	scripts/agent-cost.sh $(AGENT_FLAGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
