@@ -3,6 +3,9 @@ package monitor
 import (
 	"flag"
 	"fmt"
+	"maps"
+	"net/url"
+	"slices"
 	"time"
 )
 
@@ -12,6 +15,29 @@ import (
 type Config struct {
 	Outlier     OutlierConfig     `yaml:"outlier"`
 	HealthCheck HealthCheckConfig `yaml:"health_check"`
+	Agent       AgentConfig       `yaml:"agent"`
+}
+
+// AgentConfig polls sluice-agent on each backend's host for its load
+// (GET /load). It runs only when Port or URLs is set. Data older than
+// MaxAge stops influencing anything: a silent agent must not freeze the
+// last figure it gave.
+type AgentConfig struct {
+	// Port is the agent's port on each backend's host
+	// (http://HOST:PORT/load). 0: only the backends in URLs are polled.
+	Port int `yaml:"port"`
+	// URLs gives the agent URL of particular backends (by backend URL),
+	// overriding Port.
+	URLs map[string]string `yaml:"urls"`
+	// Interval between polls. Default 1s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one poll. Default 500ms.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxAge is the age past which a sample is ignored. Default 3s.
+	MaxAge time.Duration `yaml:"max_age"`
+	// CPUTarget is the host CPU (0..1) above which the backend's
+	// concurrency limit is pulled down in proportion. Default 0.85.
+	CPUTarget float64 `yaml:"cpu_target"`
 }
 
 // OutlierConfig ejects a backend whose answers are failures: 5xx from the
@@ -88,6 +114,10 @@ const (
 	DefaultExpectStatusMax     = 399
 	DefaultRise                = 2
 	DefaultFall                = 3
+	DefaultAgentInterval       = time.Second
+	DefaultAgentTimeout        = 500 * time.Millisecond
+	DefaultAgentMaxAge         = 3 * time.Second
+	DefaultCPUTarget           = 0.85
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -112,6 +142,13 @@ func (c Config) WithDefaults() Config {
 	setInt(&h.ExpectStatusMax, DefaultExpectStatusMax)
 	setInt(&h.Rise, DefaultRise)
 	setInt(&h.Fall, DefaultFall)
+	a := &c.Agent
+	setDur(&a.Interval, DefaultAgentInterval)
+	setDur(&a.Timeout, DefaultAgentTimeout)
+	setDur(&a.MaxAge, DefaultAgentMaxAge)
+	if a.CPUTarget == 0 {
+		a.CPUTarget = DefaultCPUTarget
+	}
 	return c
 }
 
@@ -166,6 +203,21 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("health_check.rise: must be >= 0, got %d", h.Rise)
 	case h.Fall < 0:
 		return fmt.Errorf("health_check.fall: must be >= 0, got %d", h.Fall)
+	case c.Agent.Port < 0 || c.Agent.Port > 65535:
+		return fmt.Errorf("agent.port: must be a port, got %d", c.Agent.Port)
+	case c.Agent.Interval < 0:
+		return fmt.Errorf("agent.interval: must be >= 0, got %v", c.Agent.Interval)
+	case c.Agent.Timeout < 0:
+		return fmt.Errorf("agent.timeout: must be >= 0, got %v", c.Agent.Timeout)
+	case c.Agent.MaxAge < 0:
+		return fmt.Errorf("agent.max_age: must be >= 0, got %v", c.Agent.MaxAge)
+	case c.Agent.CPUTarget < 0 || c.Agent.CPUTarget > 1:
+		return fmt.Errorf("agent.cpu_target: must be in [0, 1], got %v", c.Agent.CPUTarget)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Agent.URLs)) {
+		if u, err := url.Parse(c.Agent.URLs[k]); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("agent.urls: %q: %q is not an http URL", k, c.Agent.URLs[k])
+		}
 	}
 	return nil
 }
@@ -200,4 +252,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&h.ExpectStatusMax, "health-check-status-max", h.ExpectStatusMax, "highest passing status (0 = 399)")
 	fs.IntVar(&h.Rise, "health-check-rise", h.Rise, "passes in a row that bring a backend back (0 = 2)")
 	fs.IntVar(&h.Fall, "health-check-fall", h.Fall, "failures in a row that take a backend out (0 = 3)")
+	a := &c.Agent
+	fs.IntVar(&a.Port, "agent-port", a.Port, "poll sluice-agent at http://BACKEND-HOST:`port`/load; 0 polls no agent")
+	fs.DurationVar(&a.Interval, "agent-interval", a.Interval, "time between agent polls (0 = 1s)")
+	fs.DurationVar(&a.Timeout, "agent-timeout", a.Timeout, "timeout of one agent poll (0 = 500ms)")
+	fs.DurationVar(&a.MaxAge, "agent-max-age", a.MaxAge, "age past which an agent's sample is ignored (0 = 3s)")
+	fs.Float64Var(&a.CPUTarget, "agent-cpu-target", a.CPUTarget,
+		"host CPU `fraction` above which a backend's concurrency limit is pulled down (0 = 0.85)")
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluiceproxy/sluice/monitor/agent"
 	"github.com/sluiceproxy/sluice/scheduler"
 )
 
@@ -14,6 +15,7 @@ import (
 type Capacity interface {
 	SetBackendState(id string, st scheduler.BackendState, now time.Time) error
 	SetBackendCap(id string, limit int, now time.Time) error
+	LearnedLimit(id string) (int, bool)
 }
 
 // EventKind names what happened to a backend.
@@ -61,6 +63,12 @@ type BackendQoS struct {
 	Consecutive  int       // failures in a row
 	SlowStart    bool      // ramping up after coming back
 	LastCheck    time.Time // zero without an active health check
+	// From the backend's agent; AgentAge < 0 when there is no sample.
+	AgentCPU   float64
+	AgentState string
+	AgentAge   time.Duration
+	AgentError string // why the last poll failed, if it did
+	CPUCap     int    // the concurrency cap the CPU rule sets; 0 = none
 }
 
 // Service watches the backends of one service: it takes a report of every
@@ -106,7 +114,11 @@ type backendQoS struct {
 	fails      int // in a row, while healthy
 	lastCheck  time.Time
 	checker    *checker // nil without an active health check
-	down       bool     // as last published
+	poller     *poller  // nil without an agent
+	load       agent.Load
+	loadErr    string
+	agentDown  bool // as last published: the agent said down or drain
+	down       bool // as last published
 	slowSince  time.Time
 	publishCap int
 }
@@ -149,12 +161,21 @@ func (s *Service) Reconfigure(cfg Config, ids []string, addr func(id string) str
 	for id, b := range s.backends {
 		if !keep[id] {
 			b.stopCheck()
+			b.stopPoll()
 			delete(s.backends, id)
 		}
 	}
+	agentChanged := !sameAgentConfig(s.cfg.Agent, old.Agent)
 	for _, b := range s.order {
 		if s.cfg.HealthCheck != old.HealthCheck {
 			b.stopCheck()
+		}
+		if agentChanged {
+			b.stopPoll()
+			b.load, b.loadErr = agent.Load{}, ""
+		}
+		if u := agentURL(s.cfg.Agent, b.id, addr(b.id)); u != "" && b.poller == nil {
+			b.poller = startPoller(s, b.id, u, s.cfg.Agent)
 		}
 		if s.cfg.HealthCheck.Path != "" && b.checker == nil {
 			b.checker = startChecker(s, b.id, addr(b.id), s.cfg.HealthCheck)
@@ -298,10 +319,20 @@ func (s *Service) healthResult(id string, ok bool, now time.Time) {
 	s.publishLocked(b, now)
 }
 
-// publishLocked sets b's state and slow-start cap on the scheduler when
+// publishLocked sets b's state and concurrency cap on the scheduler when
 // they changed.
 func (s *Service) publishLocked(b *backendQoS, now time.Time) {
-	down := b.ejected || !b.healthy
+	fresh := s.agentFresh(b, now)
+	agentDown := fresh && b.load.State != agent.StateUp
+	if agentDown != b.agentDown {
+		b.agentDown = agentDown
+		if agentDown {
+			s.eventLocked(b, EventUnhealthy, "agent reports "+string(b.load.State)+": "+b.load.Error, 0, now)
+		} else {
+			s.eventLocked(b, EventHealthy, "agent no longer reports down", 0, now)
+		}
+	}
+	down := b.ejected || !b.healthy || agentDown
 	if down != b.down {
 		if !down && b.down {
 			b.slowSince = now
@@ -319,6 +350,9 @@ func (s *Service) publishLocked(b *backendQoS, now time.Time) {
 		if c == 0 {
 			b.slowSince = time.Time{}
 		}
+	}
+	if cc := s.cpuCap(b, fresh); cc > 0 && (c == 0 || cc < c) {
+		c = cc
 	}
 	if c != b.publishCap {
 		b.publishCap = c
@@ -356,6 +390,7 @@ func (s *Service) Events() map[EventKind]uint64 {
 
 // Snapshot is every backend's record, in configuration order.
 func (s *Service) Snapshot() []BackendQoS {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]BackendQoS, 0, len(s.order))
@@ -365,6 +400,8 @@ func (s *Service) Snapshot() []BackendQoS {
 			Ejections: b.ejections, Healthy: b.healthy, Latency: b.latency,
 			Requests: b.cur.requests + b.prev.requests, Failures: b.cur.failures + b.prev.failures,
 			Consecutive: b.consecutive, SlowStart: !b.slowSince.IsZero(), LastCheck: b.lastCheck,
+			AgentCPU: b.load.CPU, AgentState: string(b.load.State), AgentAge: b.agentAge(now),
+			AgentError: b.loadErr, CPUCap: s.cpuCap(b, s.agentFresh(b, now)),
 		})
 	}
 	return out
@@ -374,16 +411,24 @@ func (s *Service) Snapshot() []BackendQoS {
 func (s *Service) Close() {
 	s.mu.Lock()
 	s.closed = true
-	checks := make([]*checker, 0, len(s.order))
+	var checks []*checker
+	var polls []*poller
 	for _, b := range s.backends {
 		if b.checker != nil {
 			checks = append(checks, b.checker)
 			b.checker = nil
 		}
+		if b.poller != nil {
+			polls = append(polls, b.poller)
+			b.poller = nil
+		}
 	}
 	s.mu.Unlock()
 	for _, c := range slices.Clip(checks) {
 		c.stop()
+	}
+	for _, p := range polls {
+		p.stop()
 	}
 }
 

@@ -46,6 +46,9 @@ func (f *fakeCapacity) SetBackendCap(id string, n int, _ time.Time) error {
 	return nil
 }
 
+// LearnedLimit: every backend has learned a limit of 40.
+func (f *fakeCapacity) LearnedLimit(string) (int, bool) { return 40, true }
+
 func (f *fakeCapacity) down(id string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -84,3 +84,15 @@ func (s *Scheduler) HasOther(exclude []*Backend, also *Backend) bool {
 	}
 	return false
 }
+
+// LearnedLimit is the limit backend id's limiter has learned, before any
+// cap: what a cap set from outside (the monitor's CPU rule) scales.
+func (s *Scheduler) LearnedLimit(id string) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.cap.byID[id]
+	if !ok {
+		return 0, false
+	}
+	return b.lim.limit(), true
+}

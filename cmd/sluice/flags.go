@@ -42,7 +42,8 @@ var flagGroups = []flagGroup{
 		"outlier-interval", "outlier-base-ejection-time", "outlier-max-ejection-time",
 		"outlier-max-ejected-percent", "slow-start", "health-check-path", "health-check-interval",
 		"health-check-timeout", "health-check-status-min", "health-check-status-max",
-		"health-check-rise", "health-check-fall"}},
+		"health-check-rise", "health-check-fall", "agent-port", "agent-interval", "agent-timeout",
+		"agent-max-age", "agent-cpu-target"}},
 	{"Queue policy (default for services whose queue is not set in the file)", []string{
 		"queue-max", "queue-timeout", "queue-discipline", "class-timeout", "class-min-share",
 		"tenant-weights", "limit", "limit-min", "limit-max", "codel-target", "codel-interval"}},
