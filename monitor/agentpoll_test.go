@@ -34,7 +34,7 @@ func (p *scriptedProbe) Sample(_ context.Context, now time.Time) (agent.Load, er
 	return agent.Load{
 		Version: agent.Version, Time: now, IntervalSeconds: 0.02, WindowSeconds: 0.02,
 		CPU: p.cpu, HostCPU: p.cpu, CPUs: 2,
-		Targets: []agent.Target{{Kind: "process", Name: "origin", PIDs: []int32{7}, Cores: p.cpu, CPU: p.cpu, Error: p.missing}},
+		Targets:         []agent.Target{{Kind: "process", Name: "origin", PIDs: []int32{7}, Cores: p.cpu, CPU: p.cpu, Error: p.missing}},
 		MemoryUsedBytes: 1, MemoryTotalBytes: 2, MemoryUsedFraction: 0.5,
 	}, nil
 }
