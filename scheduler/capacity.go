@@ -152,15 +152,16 @@ func excluded(b *Backend, exclude []*Backend) bool {
 // backend (parked.go) whose probe is due counts as having room for one.
 func (bs *backendSet) pick(exclude []*Backend, now time.Time) *Backend {
 	var best *Backend
-	var bestCost, bestLoad float64
+	var bestNum, bestDen, bestOcc float64
+	n := now.UnixNano()
 	for _, b := range bs.active {
 		if b.state != StateUp || (len(exclude) > 0 && excluded(b, exclude)) {
 			continue
 		}
 		lim := b.effectiveLimit()
-		occ := b.occupancy(now)
+		occ := b.occupancy(n)
 		if occ >= lim {
-			if !b.stalled() || !b.probeDue(now) {
+			if !b.stalled() || !b.probeDue(n) {
 				continue
 			}
 			occ = lim - 1 // the probe: room for one, and the least room there is
@@ -171,37 +172,48 @@ func (bs *backendSet) pick(exclude []*Backend, now time.Time) *Backend {
 		// Equal backends thus share by room; a slow one gets what the
 		// fast ones cannot take, rather than its proportional share,
 		// which would put its latency into the tail of every request.
-		fill := float64(occ) / float64(lim)
-		cost := float64(b.latency) * (1 + fill) / b.weight
-		if occ == 0 && now.Sub(b.ages.lastDone) >= exploreAfter {
+		//
+		// cost = latency × (lim + occ) / (lim × weight), kept as a
+		// fraction and compared cross-multiplied: no division on the
+		// admission path.
+		num := float64(b.latency) * float64(lim+occ)
+		den := float64(lim) * b.weight
+		if occ == 0 && n-b.ages.lastDone >= int64(exploreAfter) {
 			// Idle for a while: its latency is old news. One request
 			// finds out whether it is still slow, so a backend that
 			// recovered is not left idle behind a stale figure.
-			cost = 0
+			num = 0
 		}
-		load := fill / b.weight
-		if best == nil || cost < bestCost || (cost == bestCost && load < bestLoad) {
-			best, bestCost, bestLoad = b, cost, load
+		o := float64(occ)
+		if best == nil {
+			best, bestNum, bestDen, bestOcc = b, num, den, o
+			continue
+		}
+		l, r := num*bestDen, bestNum*den
+		if l < r || (l == r && o*bestDen < bestOcc*den) {
+			best, bestNum, bestDen, bestOcc = b, num, den, o
 		}
 	}
 	return best
 }
 
 func (bs *backendSet) take(b *Backend, now time.Time) {
-	if b.occupancy(now) >= b.effectiveLimit() {
-		b.probed(now)
+	n := now.UnixNano()
+	if b.occupancy(n) >= b.effectiveLimit() {
+		b.probed(n)
 	}
+	b.started(n)
 	b.inflight++
-	b.started(now)
 	if b.inflight-b.parked() > bs.cfg.LimitMin {
 		b.busyAt = now
 	}
 }
 
 func (bs *backendSet) giveBack(b *Backend, o Outcome, latency time.Duration, start, now time.Time) {
-	in := b.occupancy(now)
+	n := now.UnixNano()
+	in := b.occupancy(n)
+	old := b.finished(start.UnixNano(), n, o != Ignore)
 	b.inflight--
-	old := b.finished(start, now, o != Ignore)
 	if o != Ignore && !b.gone && !old {
 		// Clean: no admission took the backend above LimitMin while
 		// this request ran, so its latency is the unloaded one.

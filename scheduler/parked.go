@@ -39,13 +39,16 @@ const (
 	maxProbeEvery = 10 * time.Second
 )
 
-// ages counts a backend's requests in flight by generation. Protected by
-// Scheduler.mu, as the Backend holding it.
+// ages counts a backend's requests in flight by generation. Times are
+// nanoseconds (time.Time.UnixNano), read once per scheduler call: this is
+// on every admission's path, and integer compares cost next to nothing
+// where time.Time arithmetic did not. Protected by Scheduler.mu, as the
+// Backend holding it.
 type ages struct {
 	cur, prev, old      int
-	curStart, prevStart time.Time
-	lastDone            time.Time // the last completion that proves the backend works
-	probeAt             time.Time // a stalled backend's next probe
+	curStart, prevStart int64
+	lastDone            int64 // the last completion that proves the backend works
+	probeAt             int64 // a stalled backend's next probe
 	probeEvery          time.Duration
 }
 
@@ -54,24 +57,25 @@ func (b *Backend) parkAfter() time.Duration {
 	return max(parkMin, parkFactor*b.latency)
 }
 
-// rotate moves the generations on to now.
-func (b *Backend) rotate(now time.Time) {
+// rotate moves the generations on to n (UnixNano).
+func (b *Backend) rotate(n int64) {
 	a := &b.ages
-	pa := b.parkAfter() / 2 // a generation
-	if a.curStart.IsZero() {
-		a.curStart, a.prevStart = now, now
+	if b.inflight == 0 {
+		// Nothing to age: start the generations afresh.
+		a.curStart, a.prevStart = n, n
 		return
 	}
-	if now.Sub(a.curStart) >= 2*pa {
+	gen := int64(b.parkAfter() / 2)
+	switch d := n - a.curStart; {
+	case d < gen:
+	case d >= 2*gen:
 		a.old += a.prev + a.cur
 		a.prev, a.cur = 0, 0
-		a.curStart, a.prevStart = now, now
-		return
-	}
-	if now.Sub(a.curStart) >= pa {
+		a.curStart, a.prevStart = n, n
+	default:
 		a.old += a.prev
 		a.prev, a.cur = a.cur, 0
-		a.prevStart, a.curStart = a.curStart, a.curStart.Add(pa)
+		a.prevStart, a.curStart = a.curStart, a.curStart+gen
 	}
 }
 
@@ -79,56 +83,56 @@ func (b *Backend) rotate(now time.Time) {
 // its limit: the old ones, once a later request has completed.
 func (b *Backend) parked() int {
 	a := &b.ages
-	if b.limKind.Kind == LimitStatic {
+	if a.old == 0 || b.limKind.Kind == LimitStatic {
 		return 0 // a static limit is a hard bound, as HAProxy's maxconn
 	}
-	if a.old > 0 && !a.lastDone.Before(a.prevStart) {
+	if a.lastDone >= a.prevStart {
 		return a.old
 	}
 	return 0
 }
 
-// occupancy is what counts against b's limit at now.
-func (b *Backend) occupancy(now time.Time) int {
-	b.rotate(now)
+// occupancy is what counts against b's limit at n.
+func (b *Backend) occupancy(n int64) int {
+	b.rotate(n)
 	return b.inflight - b.parked()
 }
 
 // stalled reports whether b's slots are taken by requests old enough to
 // park, with no proof that b still completes anything.
 func (b *Backend) stalled() bool {
-	return b.limKind.Kind != LimitStatic && b.ages.old > 0 && b.parked() == 0
+	return b.ages.old > 0 && b.limKind.Kind != LimitStatic && b.parked() == 0
 }
 
-// probeDue reports whether a stalled b may take one more request now.
-func (b *Backend) probeDue(now time.Time) bool { return !now.Before(b.ages.probeAt) }
+// probeDue reports whether a stalled b may take one more request at n.
+func (b *Backend) probeDue(n int64) bool { return n >= b.ages.probeAt }
 
-// probed notes that a stalled b was given a probe at now.
-func (b *Backend) probed(now time.Time) {
+// probed notes that a stalled b was given a probe at n.
+func (b *Backend) probed(n int64) {
 	a := &b.ages
 	if a.probeEvery == 0 {
 		a.probeEvery = b.parkAfter()
 	}
-	a.probeAt = now.Add(a.probeEvery)
+	a.probeAt = n + int64(a.probeEvery)
 	a.probeEvery = min(2*a.probeEvery, maxProbeEvery)
 }
 
-// started counts a request admitted at now.
-func (b *Backend) started(now time.Time) {
-	b.rotate(now)
+// started counts a request admitted at n.
+func (b *Backend) started(n int64) {
+	b.rotate(n)
 	b.ages.cur++
 }
 
 // finished takes a request that started at start out of its generation
 // and reports whether it was old (so its latency says nothing of the
 // backend's capacity). proof says the completion shows the backend works.
-func (b *Backend) finished(start, now time.Time, proof bool) (old bool) {
-	b.rotate(now)
+// The caller has rotated to n.
+func (b *Backend) finished(start, n int64, proof bool) (old bool) {
 	a := &b.ages
 	switch {
-	case !start.Before(a.curStart) && a.cur > 0:
+	case start >= a.curStart && a.cur > 0:
 		a.cur--
-	case !start.Before(a.prevStart) && a.prev > 0:
+	case start >= a.prevStart && a.prev > 0:
 		a.prev--
 	case a.old > 0:
 		a.old--
@@ -139,7 +143,7 @@ func (b *Backend) finished(start, now time.Time, proof bool) (old bool) {
 		a.cur--
 	}
 	if proof && !old {
-		a.lastDone = now
+		a.lastDone = n
 		a.probeEvery = 0
 	}
 	return old
