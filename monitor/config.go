@@ -11,11 +11,14 @@ import (
 
 // Config is how a service's backends are watched. Every zero field means
 // "the default" given in its comment, so an empty block (or none) gives
-// outlier ejection with Envoy-like defaults and no active health check.
+// outlier ejection with Envoy-like defaults, no active health check, and
+// the standby policy below (which acts only on a service that lists
+// standby backends, or that has a hook to call).
 type Config struct {
 	Outlier     OutlierConfig     `yaml:"outlier"`
 	HealthCheck HealthCheckConfig `yaml:"health_check"`
 	Agent       AgentConfig       `yaml:"agent"`
+	Standby     StandbyConfig     `yaml:"standby"`
 }
 
 // AgentConfig polls sluice-agent on each backend's host for its load
@@ -98,6 +101,52 @@ type HealthCheckConfig struct {
 	Fall int `yaml:"fall"`
 }
 
+// StandbyConfig is when a service's standby backends (the proxy's
+// services[].standby) are brought in and let go again, and whom to tell
+// (standby.go has the rules). The service is under pressure while any one
+// criterion holds; a standby is activated when pressure has lasted
+// Sustain, and released when the service has stayed quiet for CoolDown.
+type StandbyConfig struct {
+	// QueueWaitP95: pressure while the 95th percentile of the time
+	// admitted requests waited in the queue is above it. Default 100ms.
+	QueueWaitP95 time.Duration `yaml:"queue_wait_p95"`
+	// RefusalRate: pressure while the share of requests refused for
+	// overload (queue full, queue timeout, deadline unreachable, tenant
+	// over its share) is above it (0..1; 1 never holds). Default 0.05.
+	RefusalRate float64 `yaml:"refusal_rate"`
+	// LatencyP95Factor: pressure while the 95th percentile of backend
+	// latency (successful answers) is above this multiple of its unloaded
+	// level, the lowest such percentile of the last ten minutes, and at
+	// least 5ms above it. At least 1. Default 2.
+	LatencyP95Factor float64 `yaml:"latency_p95_factor"`
+	// AgentCPU: pressure while the mean CPU utilisation the backends'
+	// agents report is above it (0..1; 1 never holds). Used only while
+	// agent data is there. Default 0.8.
+	AgentCPU float64 `yaml:"agent_cpu"`
+	// Sustain is how long pressure must last before a standby is
+	// activated; after an activation, the next one waits for the new
+	// backend's slow start and then for Sustain again. Default 2s.
+	Sustain time.Duration `yaml:"sustain"`
+	// CoolDown is how long the service must stay quiet (no refusal,
+	// queue wait p95 under half its level, and its load would fit the
+	// backends left behind) before the standby activated last is
+	// released; one release per CoolDown. Default 30s.
+	CoolDown time.Duration `yaml:"cool_down"`
+	// ReleaseUtilization is the margin of that fit: the service's
+	// admitted rate must stay below this fraction of what the remaining
+	// backends can carry (0..1). Default 0.7.
+	ReleaseUtilization float64 `yaml:"release_utilization"`
+	// HookCommand is run (no shell: the first element is the program,
+	// the rest its arguments) on every activation, release and
+	// need_capacity event, with the event as JSON on its standard input.
+	// Empty: none.
+	HookCommand []string `yaml:"hook_command"`
+	// HookURL receives the same JSON event in a POST. Empty: none.
+	HookURL string `yaml:"hook_url"`
+	// HookTimeout bounds one run of the command and one POST. Default 10s.
+	HookTimeout time.Duration `yaml:"hook_timeout"`
+}
+
 // Defaults; see the field comments.
 const (
 	DefaultConsecutiveFailures = 5
@@ -118,6 +167,15 @@ const (
 	DefaultAgentTimeout        = 500 * time.Millisecond
 	DefaultAgentMaxAge         = 3 * time.Second
 	DefaultCPUTarget           = 0.85
+
+	DefaultStandbyQueueWaitP95       = 100 * time.Millisecond
+	DefaultStandbyRefusalRate        = 0.05
+	DefaultStandbyLatencyP95Factor   = 2
+	DefaultStandbyAgentCPU           = 0.8
+	DefaultStandbySustain            = 2 * time.Second
+	DefaultStandbyCoolDown           = 30 * time.Second
+	DefaultStandbyReleaseUtilization = 0.7
+	DefaultStandbyHookTimeout        = 10 * time.Second
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -149,7 +207,22 @@ func (c Config) WithDefaults() Config {
 	if a.CPUTarget == 0 {
 		a.CPUTarget = DefaultCPUTarget
 	}
+	sb := &c.Standby
+	setDur(&sb.QueueWaitP95, DefaultStandbyQueueWaitP95)
+	setFloat(&sb.RefusalRate, DefaultStandbyRefusalRate)
+	setFloat(&sb.LatencyP95Factor, DefaultStandbyLatencyP95Factor)
+	setFloat(&sb.AgentCPU, DefaultStandbyAgentCPU)
+	setDur(&sb.Sustain, DefaultStandbySustain)
+	setDur(&sb.CoolDown, DefaultStandbyCoolDown)
+	setFloat(&sb.ReleaseUtilization, DefaultStandbyReleaseUtilization)
+	setDur(&sb.HookTimeout, DefaultStandbyHookTimeout)
 	return c
+}
+
+func setFloat(v *float64, def float64) {
+	if *v == 0 {
+		*v = def
+	}
 }
 
 func setInt(v *int, def int) {
@@ -219,6 +292,36 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("agent.urls: %q: %q is not an http URL", k, c.Agent.URLs[k])
 		}
 	}
+	return c.Standby.validate()
+}
+
+func (sb *StandbyConfig) validate() error {
+	switch {
+	case sb.QueueWaitP95 < 0:
+		return fmt.Errorf("standby.queue_wait_p95: must be >= 0, got %v", sb.QueueWaitP95)
+	case !(sb.RefusalRate >= 0 && sb.RefusalRate <= 1):
+		return fmt.Errorf("standby.refusal_rate: must be in [0, 1], got %v", sb.RefusalRate)
+	case sb.LatencyP95Factor != 0 && !(sb.LatencyP95Factor >= 1):
+		return fmt.Errorf("standby.latency_p95_factor: must be >= 1, got %v", sb.LatencyP95Factor)
+	case !(sb.AgentCPU >= 0 && sb.AgentCPU <= 1):
+		return fmt.Errorf("standby.agent_cpu: must be in [0, 1], got %v", sb.AgentCPU)
+	case sb.Sustain < 0:
+		return fmt.Errorf("standby.sustain: must be >= 0, got %v", sb.Sustain)
+	case sb.CoolDown < 0:
+		return fmt.Errorf("standby.cool_down: must be >= 0, got %v", sb.CoolDown)
+	case !(sb.ReleaseUtilization >= 0 && sb.ReleaseUtilization <= 1):
+		return fmt.Errorf("standby.release_utilization: must be in [0, 1], got %v", sb.ReleaseUtilization)
+	case sb.HookTimeout < 0:
+		return fmt.Errorf("standby.hook_timeout: must be >= 0, got %v", sb.HookTimeout)
+	case len(sb.HookCommand) > 0 && sb.HookCommand[0] == "":
+		return fmt.Errorf("standby.hook_command: the first element is the program to run, got an empty one")
+	}
+	if sb.HookURL != "" {
+		u, err := url.Parse(sb.HookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("standby.hook_url: %q is not an http:// or https:// URL", sb.HookURL)
+		}
+	}
 	return nil
 }
 
@@ -259,4 +362,24 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&a.MaxAge, "agent-max-age", a.MaxAge, "age past which an agent's sample is ignored (0 = 3s)")
 	fs.Float64Var(&a.CPUTarget, "agent-cpu-target", a.CPUTarget,
 		"host CPU `fraction` above which a backend's concurrency limit is pulled down (0 = 0.85)")
+
+	sb := &c.Standby
+	fs.DurationVar(&sb.QueueWaitP95, "standby-queue-wait-p95", sb.QueueWaitP95,
+		"standby: pressure while the p95 of queue wait is above this (0 = 100ms)")
+	fs.Float64Var(&sb.RefusalRate, "standby-refusal-rate", sb.RefusalRate,
+		"standby: pressure while this `fraction` of requests is refused for overload (0 = 0.05)")
+	fs.Float64Var(&sb.LatencyP95Factor, "standby-latency-p95-factor", sb.LatencyP95Factor,
+		"standby: pressure while the p95 of backend latency is this `multiple` of its unloaded level (0 = 2)")
+	fs.Float64Var(&sb.AgentCPU, "standby-agent-cpu", sb.AgentCPU,
+		"standby: pressure while the backends' mean agent-reported CPU is above this `fraction` (0 = 0.8)")
+	fs.DurationVar(&sb.Sustain, "standby-sustain", sb.Sustain,
+		"standby: how long pressure must last before a standby backend is activated (0 = 2s)")
+	fs.DurationVar(&sb.CoolDown, "standby-cool-down", sb.CoolDown,
+		"standby: how long the service must stay quiet before an active standby is released (0 = 30s)")
+	fs.Float64Var(&sb.ReleaseUtilization, "standby-release-utilization", sb.ReleaseUtilization,
+		"standby: release only while the load is below this `fraction` of what the remaining backends carry (0 = 0.7)")
+	fs.StringVar(&sb.HookURL, "standby-hook-url", sb.HookURL,
+		"standby: POST a JSON event to this `URL` on every activation, release and need for capacity")
+	fs.DurationVar(&sb.HookTimeout, "standby-hook-timeout", sb.HookTimeout,
+		"standby: time allowed to the hook command and to the hook URL (0 = 10s)")
 }

@@ -32,11 +32,25 @@
 // SlowStart, so that it is not handed a full share at once while it may
 // still be broken.
 //
+// # Standby backends
+//
+// A service may list standby backends. Standby (standby.go) decides, from
+// a sample of the service every half second, when the next one is brought
+// in (pressure: queue wait, refusals for overload, latency over its
+// unloaded level or the agents' CPU, sustained) and when the last one
+// brought in is let go (quiet, with the load fitting the other backends
+// with margin, for a cool-down), one step at a time and with hysteresis
+// between the two. The decisions are events like ejections, counted and
+// told to onEvent; the caller carries them out (pools, scheduler) and
+// calls the provisioning hooks (hook.go) with the JSON event. Histogram
+// (hist.go) is the cheap windowed percentile the request path feeds.
+//
 // # Time and goroutines
 //
-// Service is a state machine on the caller's clock (Report, Tick and
-// Reconfigure take now) and is tested on a fake one; the only goroutines
-// are the health checks, one per backend while configured, and whoever
-// calls Tick (the proxy, every 100 ms). Lock order: Service.mu, then the
+// Service is a state machine on the caller's clock (Report, Tick,
+// StandbyStep and Reconfigure take now) and is tested on a fake one; the
+// only goroutines are the health checks, one per backend while
+// configured, and whoever calls Tick (the proxy, every 100 ms). CallHooks
+// blocks for its hooks' run; the caller gives it a goroutine. Lock order: Service.mu, then the
 // scheduler's; the scheduler never calls back.
 package monitor

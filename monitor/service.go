@@ -18,19 +18,22 @@ type Capacity interface {
 	LearnedLimit(id string) (int, bool)
 }
 
-// EventKind names what happened to a backend.
+// EventKind names what happened to a backend, or to a service's capacity.
 type EventKind uint8
 
 // The events the monitor reports.
 const (
-	EventEjected   EventKind = iota // outlier ejection began
-	EventReturned                   // an ejection ended; slow start follows
-	EventUnhealthy                  // the active health check failed Fall times
-	EventHealthy                    // the active health check passed Rise times
+	EventEjected      EventKind = iota // outlier ejection began
+	EventReturned                      // an ejection ended; slow start follows
+	EventUnhealthy                     // the active health check failed Fall times
+	EventHealthy                       // the active health check passed Rise times
+	EventActivated                     // a standby backend was brought in
+	EventReleased                      // an active standby was let go (it drains)
+	EventNeedCapacity                  // QoS fell and no standby is left to bring in
 	numEventKinds
 )
 
-var eventNames = [...]string{"ejected", "returned", "unhealthy", "healthy"}
+var eventNames = [...]string{"ejected", "returned", "unhealthy", "healthy", "activated", "released", "need_capacity"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -39,14 +42,16 @@ func (k EventKind) String() string {
 	return "invalid"
 }
 
-// Event is one change of a backend's standing, for the event log.
+// Event is one change of a backend's standing, or of the service's
+// capacity, for the event log.
 type Event struct {
 	Time    time.Time
 	Service string
-	Backend string
+	Backend string // "" for need_capacity
 	Kind    EventKind
 	Reason  string        // why, in a few words
 	For     time.Duration // an ejection's length
+	Figures *Figures      // the QoS behind a standby event; nil for the others
 }
 
 // BackendQoS is one backend's record in a Snapshot.
@@ -92,6 +97,7 @@ type Service struct {
 	backends map[string]*backendQoS
 	order    []*backendQoS // in configuration order
 	counts   [numEventKinds]uint64
+	standby  *Standby
 	closed   bool
 }
 
@@ -131,7 +137,7 @@ type window struct{ requests, failures int }
 func NewService(name string, cfg Config, capa Capacity, onEvent func(Event)) *Service {
 	return &Service{
 		name: name, cfg: cfg.WithDefaults(), capa: capa, onEvent: onEvent,
-		backends: make(map[string]*backendQoS),
+		backends: make(map[string]*backendQoS), standby: NewStandby(cfg),
 	}
 }
 
@@ -147,6 +153,7 @@ func (s *Service) Reconfigure(cfg Config, ids []string, addr func(id string) str
 	}
 	old := s.cfg
 	s.cfg = cfg.WithDefaults()
+	s.standby.Reconfigure(s.cfg)
 	keep := make(map[string]bool, len(ids))
 	s.order = s.order[:0]
 	for _, id := range ids {
@@ -189,6 +196,40 @@ func (s *Service) Reconfigure(cfg Config, ids []string, addr func(id string) str
 		}
 		s.publishLocked(b, now)
 	}
+}
+
+// AddBackend starts watching one more backend (a standby brought in) in
+// slow start. The caller has added it to the scheduler capped at 1
+// (scheduler.AddBackendCapped), so that it takes a single request before
+// the cap starts doubling; addr is what its health check dials. A backend
+// already watched is left as it is.
+func (s *Service) AddBackend(id, addr string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.backends[id] != nil {
+		return
+	}
+	b := &backendQoS{id: id, healthy: true, windowStart: now, lastDecay: now, slowSince: now, publishCap: 1}
+	s.backends[id] = b
+	s.order = append(s.order, b)
+	if s.cfg.HealthCheck.Path != "" {
+		b.checker = startChecker(s, id, addr, s.cfg.HealthCheck)
+	}
+	s.publishLocked(b, now)
+}
+
+// RemoveBackend stops watching a backend (a standby released); the
+// caller drains it from the scheduler.
+func (s *Service) RemoveBackend(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.backends[id]
+	if b == nil {
+		return
+	}
+	b.stopCheck()
+	delete(s.backends, id)
+	s.order = slices.DeleteFunc(s.order, func(x *backendQoS) bool { return x == b })
 }
 
 // Report takes the result of one attempt on backend id: failed for a 5xx
@@ -371,10 +412,71 @@ func slowStartCap(elapsed, total time.Duration) int {
 }
 
 func (s *Service) eventLocked(b *backendQoS, k EventKind, reason string, d time.Duration, now time.Time) {
-	s.counts[k]++
+	s.emitLocked(Event{Time: now, Service: s.name, Backend: b.id, Kind: k, Reason: reason, For: d})
+}
+
+func (s *Service) emitLocked(e Event) {
+	s.counts[e.Kind]++
 	if s.onEvent != nil {
-		s.onEvent(Event{Time: now, Service: s.name, Backend: b.id, Kind: k, Reason: reason, For: d})
+		s.onEvent(e)
 	}
+}
+
+// SetStandbys sets the service's standby backends, in the order they are
+// to be brought in, and returns the active ones still listed (see
+// Standby.SetListed).
+func (s *Service) SetStandbys(ids []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.standby.SetListed(ids)
+}
+
+// StandbyActive are the active standbys, in activation order: those a
+// Step activated, whether or not the caller has finished bringing them in.
+func (s *Service) StandbyActive() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.standby.Active()
+}
+
+// DropStandby forgets an activation the caller could not carry out.
+func (s *Service) DropStandby(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.standby.Drop(id)
+}
+
+// StandbyStep feeds the service's sample of the period ending at now to
+// its standby decisions (standby.go) and returns the decision, which the
+// caller carries out; every decision is also an event (activated,
+// released, need_capacity), counted and told to onEvent.
+func (s *Service) StandbyStep(now time.Time, smp Sample) StandbyDecision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.standby.Step(now, smp)
+	var kind EventKind
+	switch d.Action {
+	case StandbyActivate:
+		kind = EventActivated
+	case StandbyRelease:
+		kind = EventReleased
+	case StandbyNeedCapacity:
+		kind = EventNeedCapacity
+	default:
+		return d
+	}
+	if !s.closed {
+		f := d.Figures
+		s.emitLocked(Event{Time: now, Service: s.name, Backend: d.Backend, Kind: kind, Reason: d.Reason, Figures: &f})
+	}
+	return d
+}
+
+// Config is the policy in force, defaults applied.
+func (s *Service) Config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
 }
 
 // Events is how many events of each kind there have been.

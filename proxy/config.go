@@ -37,6 +37,10 @@ type Config struct {
 type ServiceConfig struct {
 	Name     string   `yaml:"name"`
 	Backends []string `yaml:"backends"` // URLs: http://host:port
+	// Standby backends are brought in, in this order, when the service's
+	// QoS falls, and let go when the pressure is over (monitor.standby
+	// says when). URLs as for Backends; none may also be a backend.
+	Standby []string `yaml:"standby"`
 	// HostRewrite, when set, replaces the Host header sent to backends.
 	HostRewrite string            `yaml:"host_rewrite"`
 	Queue       *scheduler.Config `yaml:"queue"`   // nil: the top-level queue

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
 )
@@ -64,4 +65,34 @@ func TestValidateNamesTopLevelSection(t *testing.T) {
 	err = c.Validate()
 	require.Error(t, err)
 	assert.True(t, strings.HasPrefix(err.Error(), "pool: max_conns"), err.Error())
+}
+
+// A standby is a URL like a backend, listed once, and never also one of
+// the service's backends; the standby policy is validated with the
+// monitor's.
+func TestValidateStandby(t *testing.T) {
+	for _, tc := range []struct {
+		standby []string
+		mon     *monitor.Config
+		want    string
+	}{
+		{standby: []string{"http://127.0.0.1:2", "http://127.0.0.1:3"}},
+		{standby: []string{"ftp://127.0.0.1:2"}, want: `services[0].standby[0]: "ftp://127.0.0.1:2": scheme "ftp"`},
+		{standby: []string{"http://127.0.0.1:1"}, want: `services[0].standby[0]: "http://127.0.0.1:1" is also one of the service's backends`},
+		{standby: []string{"http://127.0.0.1:2", "http://127.0.0.1:2"}, want: `services[0].standby[1]: "http://127.0.0.1:2" is listed twice`},
+		{mon: &monitor.Config{Standby: monitor.StandbyConfig{RefusalRate: 2}}, want: "services[0].monitor: standby.refusal_rate: must be in [0, 1], got 2"},
+		{mon: &monitor.Config{Standby: monitor.StandbyConfig{LatencyP95Factor: 0.5}}, want: "standby.latency_p95_factor: must be >= 1"},
+		{mon: &monitor.Config{Standby: monitor.StandbyConfig{HookCommand: []string{""}}}, want: "standby.hook_command"},
+		{mon: &monitor.Config{Standby: monitor.StandbyConfig{HookURL: "localhost:9"}}, want: `standby.hook_url: "localhost:9" is not an http:// or https:// URL`},
+		{mon: &monitor.Config{Standby: monitor.StandbyConfig{CoolDown: -1}}, want: "standby.cool_down: must be >= 0"},
+	} {
+		c := Config{Services: []ServiceConfig{{Name: "a", Backends: []string{"http://127.0.0.1:1"},
+			Standby: tc.standby, Monitor: tc.mon}}}.WithDefaults()
+		err := c.Validate()
+		if tc.want == "" {
+			assert.NoError(t, err)
+			continue
+		}
+		assert.ErrorContains(t, err, tc.want)
+	}
 }

@@ -51,6 +51,22 @@
 // its queue out before its pools close; a pool whose settings changed is
 // replaced for new requests and closed once idle.
 //
+// # Standby backends
+//
+// The monitor decides when a service's standbys come and go
+// (monitor/standby.go); standby.go feeds it and carries the decisions
+// out. The feed costs the request path two atomic adds (the queue wait
+// and the latency, into fixed histograms drained every half second); the
+// rest is read from the scheduler's counters by the tick loop. An
+// activated standby's pool is warmed on a goroutine of its own, then the
+// standby joins the scheduler capped at one request and the monitor's
+// slow start lifts the cap; a released one drains exactly as a backend a
+// reload removes. To a reload, an active standby still listed as a
+// standby is one more backend of its service, so it stays with what it
+// learned. The provisioning hooks run on goroutines of their own, at most
+// maxHooks at once, and Shutdown waits for them (each bounded by its
+// timeout).
+//
 // # Streaming
 //
 // The server runs with StreamRequestBody. A body with a Content-Length up

@@ -21,6 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if standbyHookHelper() {
+		return
+	}
 	goleak.VerifyTestMain(m,
 		// fasthttp's process-wide clock for Date headers (backends use it).
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),

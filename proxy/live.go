@@ -31,13 +31,15 @@ type service struct {
 	// Immutable.
 	name  string
 	sched *scheduler.Scheduler
-	mon   *monitor.Service // watches the backends, sets their state on sched
+	mon   *monitor.Service // watches the backends, sets their state on sched, decides standbys
+	feed  standbyFeed      // what the standby decisions are fed (standby.go)
 	// retries bounds the requests sent to a second backend.
 	retries *retryBudget
 
 	// Protected by Server.reloadMu.
-	upstreams map[string]*upstream // by backend ID
+	upstreams map[string]*upstream // by backend ID: the backends and the active standbys
 	leaving   map[string]*upstream // removed, draining; revived if added back
+	pcfg      pool.Config          // the pool settings in force, for standbys brought in
 }
 
 // upstream is one backend of a service: the scheduler's record of it and
@@ -165,9 +167,13 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		svc.mon = monitor.NewService(sc.Name, mcfg, sched, s.logEvent)
 		svc.retries = newRetryBudget()
 	}
-	specs := make([]scheduler.BackendSpec, 0, len(sc.Backends))
+	// The backends: those configured, and the active standbys that stay
+	// standbys (one moved to the backends is just a backend now; one
+	// removed altogether drains like any removed backend).
+	ids := append(slices.Clone(sc.Backends), standbyIDs(svc, sc)...)
+	specs := make([]scheduler.BackendSpec, 0, len(ids))
 	var added []*upstream
-	for _, id := range sc.Backends {
+	for _, id := range ids {
 		u := svc.upstreams[id]
 		if u == nil {
 			u = svc.leaving[id] // back before its drain ended: as it was
@@ -193,27 +199,26 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		}
 		return nil, fmt.Errorf("service %q: %w", sc.Name, err)
 	}
-	svc.mon.Reconfigure(mcfg, sc.Backends, func(id string) string {
+	svc.mon.SetStandbys(sc.Standby)
+	svc.mon.Reconfigure(mcfg, ids, func(id string) string {
 		addr, _ := backendAddr(id) // validated
 		return addr
 	}, now)
+	svc.pcfg = pcfg
 	wanted := make(map[string]*upstream, len(specs))
 	for _, sp := range specs {
 		wanted[sp.ID] = sp.Tag.(*upstream)
 	}
 	for id, u := range svc.upstreams {
 		if wanted[id] == nil {
-			delete(svc.upstreams, id)
-			svc.leaving[id] = u
-			u.leaves++
-			s.drainUpstream(svc, u, u.leaves, s.graceOf())
+			s.leaveLocked(svc, u)
 		}
 	}
 	for id, u := range wanted {
 		delete(svc.leaving, id)
 		svc.upstreams[id] = u
 	}
-	for _, id := range sc.Backends {
+	for _, id := range ids {
 		u := svc.upstreams[id]
 		if !slices.Contains(added, u) && !samePoolConfig(u.pcfg, pcfg) {
 			// New pool settings: new requests take a new pool; the old
@@ -228,6 +233,16 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		}
 	}
 	return svc, nil
+}
+
+// leaveLocked moves u, just removed from the scheduler, to the backends
+// leaving svc, and closes its pool once its drain is over. Called with
+// reloadMu held.
+func (s *Server) leaveLocked(svc *service, u *upstream) {
+	delete(svc.upstreams, u.id)
+	svc.leaving[u.id] = u
+	u.leaves++
+	s.drainUpstream(svc, u, u.leaves, s.graceOf())
 }
 
 // graceOf is the drain bound of the running configuration.
@@ -335,6 +350,7 @@ func (svc *service) idle() bool {
 func (s *Server) closePools() {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	s.poolsClosed = true // a standby still warming closes its own
 	for _, svc := range s.services {
 		svc.mon.Close()
 		svc.close()
@@ -366,13 +382,17 @@ func (s *Server) tickMonitors(stop <-chan struct{}, done chan<- struct{}) {
 			for _, svc := range s.services {
 				svcs = append(svcs, svc)
 			}
+			live := len(svcs)
 			for svc := range s.retiring {
 				svcs = append(svcs, svc)
 			}
 			s.reloadMu.Unlock()
-			for _, svc := range svcs {
+			for i, svc := range svcs {
 				svc.mon.Tick(now)
 				svc.sched.Tick(now)
+				if i < live {
+					s.stepStandby(svc, now)
+				}
 			}
 		}
 	}
@@ -381,14 +401,35 @@ func (s *Server) tickMonitors(stop <-chan struct{}, done chan<- struct{}) {
 // logEvent writes a monitor event to the log.
 func (s *Server) logEvent(e monitor.Event) {
 	ev := s.log.Warn()
-	if e.Kind == monitor.EventReturned || e.Kind == monitor.EventHealthy {
+	msg := "backend " + e.Kind.String()
+	switch e.Kind {
+	case monitor.EventReturned, monitor.EventHealthy:
 		ev = s.log.Info()
+	case monitor.EventActivated:
+		msg = "standby activated"
+	case monitor.EventReleased:
+		ev, msg = s.log.Info(), "standby released"
+	case monitor.EventNeedCapacity:
+		msg = "service needs capacity: no standby left"
 	}
-	ev = ev.Str("event", e.Kind.String()).Str("service", e.Service).Str("backend", e.Backend).Str("reason", e.Reason)
+	ev = ev.Str("event", e.Kind.String()).Str("service", e.Service)
+	if e.Backend != "" {
+		ev = ev.Str("backend", e.Backend)
+	}
+	ev = ev.Str("reason", e.Reason)
 	if e.For > 0 {
 		ev = ev.Dur("for", e.For)
 	}
-	ev.Msg("backend " + e.Kind.String())
+	if f := e.Figures; f != nil {
+		ev = ev.Dur("queue_wait_p95", f.QueueWaitP95).Float64("refusal_rate", f.RefusalRate).
+			Dur("latency_p95", f.LatencyP95).Dur("latency_unloaded_p95", f.LatencyUnloaded).
+			Float64("admitted_rps", f.AdmittedRate).Float64("capacity_rps", f.Capacity).
+			Int("backends_up", f.BackendsUp).Int("standby_active", f.StandbyActive).Int("standby_left", f.StandbyLeft)
+		if f.HasCPU {
+			ev = ev.Float64("agent_cpu", f.CPU)
+		}
+	}
+	ev.Msg(msg)
 }
 
 // close closes the pools of every backend of svc, those leaving too.

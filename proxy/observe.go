@@ -41,6 +41,7 @@ type Record struct {
 	// For the proxy's own observers.
 	svc      *service
 	attempts []attemptResult
+	admitted bool // given a backend at some point (Queue is its wait)
 }
 
 // attemptResult is what one attempt on a backend says about it: a failure
@@ -89,21 +90,30 @@ func (x *exchange) record(now time.Time, o scheduler.Outcome, err error) {
 	}
 	if !x.admitted0.IsZero() {
 		r.Queue = x.admitted0.Sub(x.arrival)
+		r.admitted = true
 	}
 	x.s.report(r)
 }
 
 // monitorFeed is the observer that reports every attempt on a backend to
-// its service's monitor: the passive half of the QoS measurement.
+// its service's monitor, the passive half of the QoS measurement, and
+// records the queue wait and latency the standby decisions are fed.
 type monitorFeed struct{}
 
 func (monitorFeed) Observe(r *Record) {
-	if r.svc == nil || r.svc.mon == nil {
+	svc := r.svc
+	if svc == nil || svc.mon == nil {
 		return
+	}
+	if r.admitted {
+		svc.feed.wait.Observe(r.Queue)
 	}
 	now := r.Arrival.Add(r.Total)
 	for _, a := range r.attempts {
-		r.svc.mon.Report(a.up.id, a.failed, a.latency, now)
+		if !a.failed {
+			svc.feed.latency.Observe(a.latency)
+		}
+		svc.mon.Report(a.up.id, a.failed, a.latency, now)
 	}
 }
 

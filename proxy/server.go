@@ -43,7 +43,13 @@ type Server struct {
 	reloadMu sync.Mutex
 	services map[string]*service
 	retiring map[*service]bool
-	retired  sync.WaitGroup // retire goroutines
+	retired  sync.WaitGroup // retire goroutines, standby warm-ups
+	// poolsClosed: Shutdown has closed every pool; a standby warm-up
+	// finishing later closes its own.
+	poolsClosed bool
+
+	hooks     sync.WaitGroup // provisioning hooks running (standby.go)
+	hookSlots chan struct{}  // one token per hook running, at most maxHooks
 
 	tickStop chan struct{} // stops tickMonitors
 	tickDone chan struct{}
@@ -61,10 +67,11 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		start:    cfg,
-		log:      log,
-		services: make(map[string]*service),
-		retiring: make(map[*service]bool),
+		start:     cfg,
+		log:       log,
+		services:  make(map[string]*service),
+		retiring:  make(map[*service]bool),
+		hookSlots: make(chan struct{}, maxHooks),
 	}
 	s.exchanges.New = func() any { return newExchange(s) }
 	if err := s.apply(cfg, time.Now()); err != nil {
@@ -134,6 +141,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-s.tickDone
 	s.closePools()
 	s.retired.Wait()
+	s.hooks.Wait() // each bounded by its timeout
 	s.watch.close()
 	if s.alog != nil {
 		s.alog.Close()

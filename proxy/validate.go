@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,6 +151,18 @@ func (c *Config) Validate() error {
 			// be one backend with two of everything.
 			if seen[b] {
 				return fmt.Errorf("services[%d].backends[%d]: %q is listed twice", i, j, b)
+			}
+			seen[b] = true
+		}
+		for j, b := range s.Standby {
+			if _, err := backendAddr(b); err != nil {
+				return fmt.Errorf("services[%d].standby[%d]: %w", i, j, err)
+			}
+			if slices.Contains(s.Backends, b) {
+				return fmt.Errorf("services[%d].standby[%d]: %q is also one of the service's backends", i, j, b)
+			}
+			if seen[b] {
+				return fmt.Errorf("services[%d].standby[%d]: %q is listed twice", i, j, b)
 			}
 			seen[b] = true
 		}

@@ -53,8 +53,14 @@ type ages struct {
 }
 
 // parkAfter is how long a request is in flight before it may be parked.
-func (b *Backend) parkAfter() time.Duration {
-	return max(parkMin, parkFactor*b.latency)
+func (b *Backend) parkAfter() time.Duration { return ParkAfter(b.latency) }
+
+// ParkAfter is how long a request is in flight on a backend whose recent
+// latency is latency before it counts as long-lived: ten times that, at
+// least 250ms. Whoever measures latency from outside (the standby
+// decisions) leaves such requests out by the same rule.
+func ParkAfter(latency time.Duration) time.Duration {
+	return max(parkMin, parkFactor*latency)
 }
 
 // rotate moves the generations on to n (UnixNano).

@@ -28,6 +28,25 @@ func (s *Scheduler) AddBackend(id string, tag any, now time.Time) (*Backend, err
 	return b, nil
 }
 
+// AddBackendCapped is AddBackend with the backend's cap (SetBackendCap)
+// in force before it is offered a request: a backend brought in under
+// slow start (a standby) must not be handed a whole limit's worth of the
+// queue the moment it is added. limit 0 is no cap.
+func (s *Scheduler) AddBackendCapped(id string, tag any, limit int, now time.Time) (*Backend, error) {
+	if limit < 0 {
+		return nil, fmt.Errorf("scheduler: backend %q: cap must be >= 0, got %d", id, limit)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := s.cap.add(id, tag, now)
+	if err != nil {
+		return nil, err
+	}
+	b.cap = limit
+	s.releaseLocked(now)
+	return b, nil
+}
+
 // RemoveBackend drains a backend: it gets no new request, and leaves the
 // scheduler once what it has in flight is done (BackendInflight tells).
 // Requests queued for the service stay queued for the other backends;

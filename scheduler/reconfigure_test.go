@@ -238,3 +238,31 @@ func TestSlowBackendGetsTheOverflow(t *testing.T) {
 	assert.Less(t, float64(counts["2"])/float64(total), 0.05, "the slow backend takes the overflow only")
 	assert.InDelta(t, counts["0"], counts["1"], float64(total)/10, "the fast pair share evenly")
 }
+
+// TestAddBackendCapped: a backend added with a cap takes no more of the
+// queue than the cap at once, and the cap lifts like any other.
+func TestAddBackendCapped(t *testing.T) {
+	s := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: 64}, QueueTimeout: time.Minute}, 1, simEpoch)
+	require.NoError(t, s.SetBackendCap("0", 1, simEpoch))
+	got := map[string]int{}
+	s.OnDecision(func(w *Waiter, tk Ticket, err error) {
+		require.NoError(t, err)
+		got[tk.Backend.ID()]++
+	})
+	_, ok := s.TryAdmit(&Request{}, simEpoch)
+	require.True(t, ok)
+	for range 10 {
+		_, err := s.Arrive(&Request{}, &Waiter{}, simEpoch)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 10, s.Queued())
+	_, err := s.AddBackendCapped("standby", "tag", 1, simEpoch)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"standby": 1}, got, "one request, not 64")
+	require.NoError(t, s.SetBackendCap("standby", 4, simEpoch))
+	require.Equal(t, map[string]int{"standby": 4}, got)
+	_, err = s.AddBackendCapped("standby", nil, 1, simEpoch)
+	require.ErrorIs(t, err, ErrDuplicateBackend)
+	_, err = s.AddBackendCapped("other", nil, -1, simEpoch)
+	require.Error(t, err)
+}

@@ -93,6 +93,10 @@ func assemble(args []string, configPath string) (proxy.Config, *configFile, erro
 		cfg.Services = append([]proxy.ServiceConfig(nil), cfg.Services...)
 		cfg.Services[0].Backends = opts.backends.urls
 	}
+	if opts.standby.set && len(cfg.Services) > 0 {
+		cfg.Services = append([]proxy.ServiceConfig(nil), cfg.Services...)
+		cfg.Services[0].Standby = opts.standby.urls
+	}
 	if len(cfg.Services) == 0 && cf == nil {
 		// With a file, Validate says what the file lacks.
 		return cfg, cf, usageErr{"no backends: give --backend URL (repeatable) or --config FILE"}

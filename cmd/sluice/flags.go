@@ -17,6 +17,7 @@ type options struct {
 	checkPath   string // --check-config
 	printConfig bool   // --print-config
 	backends    backendsValue
+	standby     backendsValue
 }
 
 // flagGroup names a section of the --help output. Flags are listed in the
@@ -29,7 +30,7 @@ type flagGroup struct {
 }
 
 var flagGroups = []flagGroup{
-	{"General", []string{"config", "check-config", "print-config", "listen", "backend", "shutdown-grace"}},
+	{"General", []string{"config", "check-config", "print-config", "listen", "backend", "standby", "shutdown-grace"}},
 	{"Client side", []string{"client-header-timeout", "client-body-timeout", "client-write-timeout", "idle-timeout",
 		"max-header-bytes", "max-url-bytes", "max-body-bytes"}},
 	{"Backend channels (default for services whose pool is not set in the file)", []string{
@@ -44,6 +45,10 @@ var flagGroups = []flagGroup{
 		"health-check-timeout", "health-check-status-min", "health-check-status-max",
 		"health-check-rise", "health-check-fall", "agent-port", "agent-interval", "agent-timeout",
 		"agent-max-age", "agent-cpu-target"}},
+	{"Standby backends (default for services whose monitor is not set in the file)", []string{
+		"standby-queue-wait-p95", "standby-refusal-rate", "standby-latency-p95-factor", "standby-agent-cpu",
+		"standby-sustain", "standby-cool-down", "standby-release-utilization", "standby-hook-url",
+		"standby-hook-timeout"}},
 	{"Queue policy (default for services whose queue is not set in the file)", []string{
 		"queue-max", "queue-timeout", "queue-discipline", "class-timeout", "class-min-share",
 		"tenant-weights", "limit", "limit-min", "limit-max", "codel-target", "codel-interval"}},
@@ -69,6 +74,11 @@ func newFlagSet(cfg *proxy.Config, opts *options) *flag.FlagSet {
 		"backend `URL` (http://host:port); repeat the flag or separate with commas for redundant backends.\n"+
 			"Without --config they form one service named \"default\" that receives every request;\n"+
 			"with --config they replace the backends of the file's first service")
+	opts.standby.list = &opts.standby.urls
+	fs.Var(&opts.standby, "standby",
+		"standby backend `URL` of the first service, brought in when its QoS falls and let go when the\n"+
+			"pressure is over; repeat the flag or separate with commas, in the order they are to be used.\n"+
+			"With --config they replace the standbys of the file's first service")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace,
 		"on SIGTERM or SIGINT, how long in-flight requests may still finish")
 

@@ -235,3 +235,39 @@ func TestFlagGroupsNameRealFlags(t *testing.T) {
 		}
 	}
 }
+
+// --standby replaces the standby backends of the first service, as
+// --backend replaces its backends; without a file they belong to the
+// service --backend makes.
+func TestStandbyFlag(t *testing.T) {
+	p := writeFile(t, "standby.yaml", `
+services:
+  - name: a
+    backends: [http://127.0.0.1:1]
+    standby: [http://127.0.0.1:2]
+  - name: b
+    backends: [http://127.0.0.1:3]
+    standby: [http://127.0.0.1:4]
+`)
+	cfg, err := effectiveConfig([]string{"--config", p,
+		"--standby", "http://127.0.0.1:5", "--standby", "http://127.0.0.1:6,http://127.0.0.1:7"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"http://127.0.0.1:5", "http://127.0.0.1:6", "http://127.0.0.1:7"}, cfg.Services[0].Standby)
+	assert.Equal(t, []string{"http://127.0.0.1:4"}, cfg.Services[1].Standby)
+
+	cfg, err = effectiveConfig([]string{"--config", p})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"http://127.0.0.1:2"}, cfg.Services[0].Standby, "the file's, without the flag")
+
+	cfg, err = effectiveConfig([]string{"--backend", "http://127.0.0.1:1", "--standby", "http://127.0.0.1:2",
+		"--standby-cool-down", "1m", "--standby-hook-url", "http://127.0.0.1:9/hook"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"http://127.0.0.1:2"}, cfg.Services[0].Standby)
+	assert.Equal(t, time.Minute, cfg.Services[0].Monitor.Standby.CoolDown)
+	assert.Equal(t, "http://127.0.0.1:9/hook", cfg.Services[0].Monitor.Standby.HookURL)
+
+	_, err = effectiveConfig([]string{"--backend", "http://127.0.0.1:1", "--standby", "http://127.0.0.1:1"})
+	assert.ErrorContains(t, err, `services[0].standby[0]: "http://127.0.0.1:1" is also one of the service's backends`)
+	_, err = effectiveConfig([]string{"--backend", "http://127.0.0.1:1", "--standby", "127.0.0.1:2"})
+	assert.ErrorContains(t, err, "want http://host:port")
+}
