@@ -143,3 +143,21 @@ func (s *Service) cpuCap(b *backendQoS, fresh bool) int {
 	}
 	return max(1, int(math.Floor(float64(lim)*target/b.load.CPU)))
 }
+
+// MeanAgentCPU is the mean CPU the agents of the backends in rotation
+// report, over those whose sample is fresh; false when none is.
+func (s *Service) MeanAgentCPU(now time.Time) (float64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sum, n := 0.0, 0
+	for _, b := range s.order {
+		if !b.down && s.agentFresh(b, now) {
+			sum += b.load.CPU
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return sum / float64(n), true
+}

@@ -75,10 +75,6 @@ func (f *standbyFeed) sample(st scheduler.Stats, now time.Time) (monitor.Sample,
 	// because the backend is short of capacity: their latency is left
 	// out by the scheduler's own rule for parking them.
 	smp.LatencyP95, smp.Answered = lat.QuantileBelow(0.95, scheduler.ParkAfter(slowest))
-	// Agent data: once agents are polled (monitor/agent), the mean CPU
-	// of the up backends with fresh data goes here, as smp.CPU with
-	// smp.HasCPU; until then the CPU criterion neither holds nor blocks
-	// a release.
 	return smp, true
 }
 
@@ -92,6 +88,9 @@ func (s *Server) stepStandby(svc *service, now time.Time) {
 	if !ok {
 		return
 	}
+	// The agents' mean CPU over the backends up with fresh data; without
+	// any, the CPU criterion neither holds nor blocks a release.
+	smp.CPU, smp.HasCPU = svc.mon.MeanAgentCPU(now)
 	d := svc.mon.StandbyStep(now, smp)
 	switch d.Action {
 	case monitor.StandbyNone:
