@@ -496,7 +496,7 @@ func slowFloors(results []Result) []Floor {
 	default:
 		p, h := steadyP99(with), steadyP99(ha)
 		floors = append(floors, floorBelow(sc, nameHA, float64(p)/float64(h), 1,
-			fmt.Sprintf("p99 from t=%s sluice %s vs haproxy-leastconn %s = %.2fx (floor < 1x)", with.After, ms(p), ms(h), float64(p)/float64(h))))
+			fmt.Sprintf("p99 from t=%s sluice %s vs haproxy-leastconn %s = %.3fx (floor < 1x)", with.After, ms(p), ms(h), float64(p)/float64(h))))
 	}
 	return floors
 }

@@ -125,11 +125,11 @@ func TestSlowFloors(t *testing.T) {
 	}{
 		{"both pass", []Result{pair, slowRun(PeerSluice, poolWithSlow, 100*ms, 50*ms), haPair, slowRun(PeerHAProxyLeastconn, poolWithSlow, 80*ms, 90*ms)},
 			map[string]string{self: "PASS", ha: "PASS"},
-			map[string]string{self: "50.0ms vs 40.0ms alone = 1.25x", ha: "sluice 50.0ms vs haproxy-leastconn 90.0ms = 0.56x"}},
+			map[string]string{self: "50.0ms vs 40.0ms alone = 1.25x", ha: "sluice 50.0ms vs haproxy-leastconn 90.0ms = 0.556x"}},
 		// Judged on the whole run, 200ms against 300ms would pass.
 		{"slower than 1.3x in steady state", []Result{pair, slowRun(PeerSluice, poolWithSlow, 200*ms, 60*ms), haPair, slowRun(PeerHAProxyLeastconn, poolWithSlow, 80*ms, 60*ms)},
 			map[string]string{self: "FAIL", ha: "FAIL"}, // 1.5x; equal to HAProxy is not below it
-			map[string]string{self: "1.50x", ha: "= 1.00x"}},
+			map[string]string{self: "1.50x", ha: "= 1.000x"}},
 		{"haproxy skipped", []Result{pair, slowRun(PeerSluice, poolWithSlow, 100*ms, 50*ms), {Peer: PeerHAProxyLeastconn, Pool: poolWithSlow, Skipped: "skipped"}},
 			map[string]string{self: "PASS", ha: "FAIL"},
 			map[string]string{ha: "not measured: haproxy-leastconn (fast pair + slow) skipped"}},

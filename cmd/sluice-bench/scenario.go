@@ -80,9 +80,9 @@ same open-loop load, and prints them side by side with Sluice's floors:
   fairness  tenant t1 (X-Tenant) at 10x its share, t2..t5 within theirs
   qos       Sluice and HAProxy leastconn in front of redundant origins, one
             of which fails (500s), hangs or is 4x slower; and 40 long polls
-            beside 100 quick requests (about 3 minutes; --quick about 75s).
+            beside 100 quick requests (about 2.5 minutes; --quick about 75s).
             Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll
-  all       overload, priority, fairness and qos (about 8 minutes;
+  all       overload, priority, fairness and qos (about 7 minutes;
             --quick about 2.5)
 A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
 or cannot be measured (Sluice missing or failed to start).
