@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test test-alloc test-short demo bench bench-compare bench-overload stream-check agent-cost fmt lint clean
+.PHONY: all build test test-alloc test-short demo bench bench-compare bench-overload bench-qos stream-check agent-cost fmt lint clean
 
 all: build
 
@@ -40,9 +40,16 @@ bench:
 bench-compare: build
 	scripts/bench-compare.sh
 
-# Overload goodput, priority and fairness: Sluice against HAProxy and no proxy.
+# Overload goodput, priority, fairness and backend QoS: Sluice against
+# HAProxy, nginx and no proxy. About 7 minutes.
 bench-overload: build
 	scripts/bench-overload.sh
+
+# Backend QoS alone: redundant origins of which one fails, hangs or is slow,
+# and long polls beside quick requests; Sluice against HAProxy leastconn.
+# About 2.5 minutes.
+bench-qos: build
+	SCENARIO=qos scripts/bench-overload.sh
 
 # A 1 GiB download and uploads through Sluice: the bytes that arrived (length,
 # SHA-256) and Sluice's peak memory, PASS/FAIL each; exits 1 on a FAIL.

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Overload goodput, priority and fairness: Sluice against HAProxy (tuned and
-# untuned), nginx and no proxy, in front of the same simulated origin under
-# the same open-loop load (docs/benchmarks.md, "Overload, priority and
-# fairness").
+# Overload goodput, priority, fairness and backend QoS: Sluice against
+# HAProxy (tuned, untuned, leastconn over redundant origins), nginx and no
+# proxy, in front of the same simulated origins under the same open-loop
+# load (docs/benchmarks.md, "Overload, priority and fairness" and "Backend
+# quality of service").
 #
 # Installs haproxy and nginx from the Debian packages if they are missing,
 # builds the binaries unless SKIP_BUILD=1, then runs
-# `bin/sluice-bench scenario all`. Arguments are passed on, e.g.
+# `bin/sluice-bench scenario $SCENARIO` (default all; SCENARIO=qos runs the
+# backend-QoS part alone, as `make bench-qos` does). Arguments are passed
+# on, e.g.
 #   scripts/bench-overload.sh --quick
 #   scripts/bench-overload.sh --json overload.json --cpu 0
+#   SCENARIO=qos-fail scripts/bench-overload.sh
 # Everything listens on 127.0.0.1; sluice-bench kills every process it
-# started on exit (also on Ctrl-C). About 5 minutes; --quick about 1 minute.
-# Exits 1 when a floor for Sluice fails or could not be measured.
+# started on exit (also on Ctrl-C). About 7 minutes (qos alone about 2.5);
+# --quick about 2.5 minutes. Exits 1 when a floor for Sluice fails or could
+# not be measured.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -40,4 +45,4 @@ if [ "${SKIP_BUILD:-}" != "1" ]; then
 	go build -o bin/ ./cmd/...
 fi
 
-exec bin/sluice-bench scenario all --sluice bin/sluice "$@"
+exec bin/sluice-bench scenario "${SCENARIO:-all}" --sluice bin/sluice "$@"

@@ -22,6 +22,13 @@ type Config struct {
 	Timeout  time.Duration // per-request client timeout, counted from the scheduled send time; 0 = 5s
 	MaxConns int           // connection cap for open loop; 0 = 20000
 	Seed     uint64        // seeds class choice and Poisson gaps; 0 = 1
+	// After, when positive, also reports the requests scheduled at or after
+	// this offset from the start on their own, in Report.After: the figures
+	// from a moment of the run on (from two seconds after a backend
+	// failed, say). The per-second series cannot give them, since it
+	// counts outcomes by the second they finished, and a request that
+	// times out finishes seconds after it was sent.
+	After time.Duration
 }
 
 // Defaults.
@@ -128,6 +135,10 @@ type Report struct {
 	SendLag Percentiles   `json:"send_lag"`
 	Classes []ClassReport `json:"classes"`
 	Series  []Second      `json:"series"`
+	// After covers the requests scheduled at or after Config.After, when
+	// set; its rates are per second of the span from After to the end of
+	// Duration.
+	After *ClassReport `json:"after,omitempty"`
 }
 
 // Validate checks the configuration.
@@ -174,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout: %v must not be negative", c.Timeout)
+	}
+	if c.After < 0 {
+		return fmt.Errorf("after: %v must not be negative", c.After)
 	}
 	if c.MaxConns < 0 {
 		return fmt.Errorf("max conns: %d must not be negative", c.MaxConns)

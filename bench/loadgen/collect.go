@@ -96,6 +96,8 @@ type collector struct {
 
 	total   *agg
 	classes []*agg
+	after   *agg  // requests scheduled at or after afterNs; nil without Config.After
+	afterNs int64 // Config.After
 	secs    []secAgg
 	lag     *hdrhistogram.Histogram
 	lagMax  int64
@@ -119,6 +121,9 @@ func newCollector(r *runner, progress io.Writer) *collector {
 	}
 	for range r.cfg.Mix {
 		c.classes = append(c.classes, newAgg())
+	}
+	if r.cfg.After > 0 {
+		c.after, c.afterNs = newAgg(), int64(r.cfg.After)
 	}
 	// Size the series for the planned run up front.
 	n := int(r.cfg.runLength()/time.Second) + 2
@@ -202,6 +207,9 @@ func (c *collector) add(res *record) {
 	lat := res.end - res.sched
 	c.total.add(res, lat, c.slo)
 	c.classes[res.class].add(res, lat, c.slo)
+	if c.after != nil && res.sched >= c.afterNs {
+		c.after.add(res, lat, c.slo)
+	}
 	if c.r.cfg.Conns == 0 {
 		lag := res.sent - res.sched
 		_ = c.lag.RecordValue(toMicros(lag))
@@ -332,6 +340,13 @@ func (c *collector) report(issued, elapsed time.Duration) *Report {
 	}
 	for i, a := range c.classes {
 		rep.Classes = append(rep.Classes, c.classReport(cfg.Mix[i].Name, a, secs))
+	}
+	if c.after != nil {
+		// A run cancelled before After has an empty window; its rates
+		// are over a span of at least a nanosecond.
+		span := max(issued-time.Duration(c.afterNs), 1)
+		a := c.classReport("after", c.after, span.Seconds())
+		rep.After = &a
 	}
 	rep.Series = make([]Second, len(c.secs))
 	for i := range c.secs {

@@ -167,6 +167,7 @@ func TestValidate(t *testing.T) {
 		{"closed no duration", func(c *Config) { c.Conns = 2 }, "needs a positive duration"},
 		{"neg conns", func(c *Config) { c.Conns = -1 }, "conns: -1"},
 		{"neg timeout", func(c *Config) { c.Timeout = -1 }, "timeout"},
+		{"neg after", func(c *Config) { c.After = -time.Second }, "after: -1s"},
 		{"zero shares", func(c *Config) { c.Mix = []Class{{Name: "a"}} }, "shares sum to 0"},
 		{"bad target path", func(c *Config) { c.Targets = []string{"x"} }, "targets: entry 0"},
 	}

@@ -199,6 +199,43 @@ func TestShedCounted(t *testing.T) {
 	require.Equal(t, [3]int64{40, 20, 20}, [3]int64{shed, other, ok})
 }
 
+// Report.After counts requests by the time they were scheduled, so a
+// request sent before the mark that fails after it is not in it, and one
+// sent after it that times out is.
+func TestAfterWindowBySendTime(t *testing.T) {
+	var n atomic.Int64
+	release := make(chan struct{})
+	url := startFast(t, func(ctx *fasthttp.RequestCtx) {
+		switch i := n.Add(1); {
+		case i == 1:
+			// The first request, sent at t=0, fails long after the
+			// mark: it belongs to the whole run only.
+			select {
+			case <-release:
+			case <-time.After(300 * time.Millisecond):
+			}
+			ctx.SetStatusCode(500)
+		case i%2 == 0 && i > 10:
+			ctx.SetStatusCode(503)
+		}
+	})
+	defer close(release)
+	// 20 requests at 0, 10ms, ... 190ms; the mark at 100ms takes the last 10.
+	rep := run(t, Config{Target: url, Rate: mustSchedule(t, "100:200ms"), After: 100 * time.Millisecond, MaxConns: 4})
+	require.Equal(t, int64(20), rep.Sent)
+	require.Equal(t, int64(1), rep.Status[500])
+	require.NotNil(t, rep.After)
+	a := rep.After
+	require.Equal(t, "after", a.Name)
+	require.Equal(t, int64(10), a.Sent)
+	require.Zero(t, a.Status[500], "the request sent at 0 failed after the mark but was sent before it")
+	require.Equal(t, a.Status[200]+a.Status[503], int64(10))
+	require.InDelta(t, float64(a.Status[200])/10, a.SuccessRatio, 1e-9)
+	// Without After there is no window.
+	rep = run(t, Config{Target: url, Rate: mustSchedule(t, "100:50ms")})
+	require.Nil(t, rep.After)
+}
+
 func TestTimeoutsCounted(t *testing.T) {
 	release := make(chan struct{})
 	url := startHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -40,6 +40,12 @@ type Config struct {
 	HangRate     float64 // never answer (until HangFor, or shutdown); uses no worker
 	ResetRate    float64 // reset the connection (TCP RST) after the work, no response
 	SlowBodyRate float64 // answer 200 but trickle the body over SlowBodyFor
+	// ErrorFast answers an injected 500 at once, without doing the work: a
+	// backend that fails fast (a dependency down, a bad deploy). To
+	// anything that reads only latency it is the fastest backend of all,
+	// which is what makes it dangerous. Default false: the 500 comes
+	// after the work.
+	ErrorFast bool
 	// HangFor bounds a hang; 0 (default) hangs until the origin closes.
 	HangFor time.Duration
 	// SlowBodyFor is how long a slow body takes to arrive. Default 1s.
@@ -192,8 +198,8 @@ func (c Config) drawFault(r *rand.Rand) fault {
 
 // Set applies one "key=value" setting, with the flag names used on the
 // command line and the admin endpoint (workers, service, dist, knee,
-// thrash, error-rate, hang-rate, reset-rate, slow-body-rate, hang-for,
-// slow-body-for). The result is not validated; call Validate.
+// thrash, error-rate, error-fast, hang-rate, reset-rate, slow-body-rate,
+// hang-for, slow-body-for). The result is not validated; call Validate.
 func (c *Config) Set(key, value string) error {
 	var err error
 	switch key {
@@ -209,6 +215,8 @@ func (c *Config) Set(key, value string) error {
 		c.Thrash, err = strconv.ParseFloat(value, 64)
 	case "error-rate":
 		c.ErrorRate, err = strconv.ParseFloat(value, 64)
+	case "error-fast":
+		c.ErrorFast, err = strconv.ParseBool(value)
 	case "hang-rate":
 		c.HangRate, err = strconv.ParseFloat(value, 64)
 	case "reset-rate":

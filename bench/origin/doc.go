@@ -29,9 +29,11 @@
 // job when the client leaves, because most real servers do not either: the
 // wasted work is part of what overload costs.
 //
-// Failure injection draws one fault per request: a 500 after the work, a
-// hang that holds no worker and ends in a dropped connection, a TCP reset
-// after the work, or a 200 whose body trickles in. Capacity, service time,
+// Failure injection draws one fault per request: a 500 after the work (or
+// at once, without it, with ErrorFast: a backend that fails fast), a hang
+// that holds no worker and ends in a dropped connection, a TCP reset after
+// the work, or a 200 whose body trickles in. A request with ?hold=D is a
+// long poll: answered after D, holding no worker, exempt from faults. Capacity, service time,
 // distribution and fault rates change at run time through Update,
 // POST /_origin/config or a Schedule; GET /_origin/stats serves counters.
 //

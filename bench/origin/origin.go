@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,8 @@ type Stats struct {
 	OK        int64 `json:"ok"`         // 200s sent (including slow bodies)
 	Errors    int64 `json:"errors"`     // injected 500s
 	Hangs     int64 `json:"hangs"`      // injected hangs
+	Holding   int   `json:"holding"`    // requests held by ?hold= now
+	Holds     int64 `json:"holds"`      // requests held by ?hold=, in all
 	Resets    int64 `json:"resets"`     // injected connection resets
 	SlowBody  int64 `json:"slow_bodies"`
 	// MeanResidenceMs is the mean time completed requests spent in service.
@@ -283,10 +286,21 @@ func (o *Origin) Handler(ctx *fasthttp.RequestCtx) {
 		o.admin(ctx)
 		return
 	}
+	if h := ctx.QueryArgs().Peek("hold"); h != nil {
+		o.hold(ctx, h)
+		return
+	}
 	o.mu.Lock()
 	o.st.Received++
 	cfg := o.cfg
 	f := cfg.drawFault(o.rng)
+	if f == faultError && cfg.ErrorFast {
+		o.st.Errors++
+		o.mu.Unlock()
+		ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+		ctx.SetBodyString("injected error\n")
+		return
+	}
 	if f == faultHang {
 		o.st.Hangs++
 		o.st.Hanging++
@@ -339,6 +353,51 @@ func (o *Origin) count(c *int64) {
 	o.mu.Lock()
 	*c++
 	o.mu.Unlock()
+}
+
+// maxHold bounds ?hold=, so that a typo cannot park a connection for a
+// day.
+const maxHold = 10 * time.Minute
+
+// hold serves GET ...?hold=D: a long poll. The request is answered 200
+// with the usual body after D, and in the meantime uses no worker, the way
+// a server waiting for an event to push holds a connection and next to no
+// CPU. Fault injection does not apply to it: a held request stands for
+// the requests that are slow because they are long-lived, not because the
+// origin is failing. Close answers it at once with 503.
+func (o *Origin) hold(ctx *fasthttp.RequestCtx, raw []byte) {
+	d, err := time.ParseDuration(string(raw))
+	if err != nil || d < 0 || d > maxHold {
+		ctx.SetStatusCode(fasthttp.StatusBadRequest)
+		ctx.SetBodyString("hold: want a duration in [0, " + maxHold.String() + "], got " + strconv.Quote(string(raw)) + "\n")
+		return
+	}
+	o.mu.Lock()
+	o.st.Received++
+	o.st.Holds++
+	o.st.Holding++
+	o.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	closed := false
+	select {
+	case <-t.C:
+	case <-o.closed:
+		closed = true
+	}
+	o.mu.Lock()
+	o.st.Holding--
+	if !closed {
+		o.st.OK++
+	}
+	o.mu.Unlock()
+	if closed {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetConnectionClose()
+		return
+	}
+	ctx.SetContentType("text/plain")
+	ctx.SetBody(o.body)
 }
 
 // hang holds the request without a worker (a deadlocked thread, a lost
@@ -451,7 +510,7 @@ func configJSON(c Config) map[string]any {
 	return map[string]any{
 		"workers": c.Workers, "service": c.Service.String(), "dist": c.Dist,
 		"knee": c.Knee, "thrash": c.Thrash,
-		"error-rate": c.ErrorRate, "hang-rate": c.HangRate, "reset-rate": c.ResetRate,
+		"error-rate": c.ErrorRate, "error-fast": c.ErrorFast, "hang-rate": c.HangRate, "reset-rate": c.ResetRate,
 		"slow-body-rate": c.SlowBodyRate, "hang-for": c.HangFor.String(),
 		"slow-body-for": c.SlowBodyFor.String(), "capacity_rps": c.Capacity(),
 	}

@@ -114,6 +114,13 @@ func TestFailureInjection(t *testing.T) {
 				t.Fatalf("got %d %v, stats %+v; want 500 after the work", code, err, st)
 			}
 		}},
+		{"fast error", func(c *Config) { c.ErrorRate, c.ErrorFast, c.Service = 1, true, time.Hour }, func(t *testing.T, code int, _ string, err error, st Stats) {
+			// An hour of work per request: only a 500 that skips it
+			// arrives before the client's timeout.
+			if err != nil || code != 500 || st.Errors != 1 || st.Completed != 0 || st.Active != 0 {
+				t.Fatalf("got %d %v, stats %+v; want 500 without the work", code, err, st)
+			}
+		}},
 		{"reset", func(c *Config) { c.ResetRate = 1 }, func(t *testing.T, _ int, _ string, err error, st Stats) {
 			if err == nil || st.Resets != 1 {
 				t.Fatalf("got err %v, stats %+v; want a connection error", err, st)
@@ -233,5 +240,111 @@ func TestRunSchedule(t *testing.T) {
 	bad[0].Settings[0][1] = "-3"
 	if err := o.RunSchedule(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "Workers") {
 		t.Fatalf("invalid change: %v", err)
+	}
+}
+
+// A long poll (?hold=) is answered after its hold, holds no worker, and is
+// exempt from faults: with every worker stalled and every other request
+// failing, held requests still come back 200 on time.
+func TestHold(t *testing.T) {
+	cfg := Default()
+	cfg.Workers, cfg.ErrorRate = 0, 1 // no capacity at all, and every request fails
+	o, c := start(t, cfg, nil, nil)
+	const hold = 60 * time.Millisecond
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			begin := time.Now()
+			code, body, err := get(c, o.URL()+"/poll?hold=60ms")
+			if err != nil || code != 200 || len(body) != cfg.BodySize {
+				t.Errorf("hold %d: got %d %q %v, want 200 with the body", i, code, body, err)
+			}
+			if el := time.Since(begin); el < hold {
+				t.Errorf("hold %d: answered after %v, before its %v", i, el, hold)
+			}
+		})
+	}
+	// While they are held the origin counts them, and nothing is in service.
+	deadline := time.Now().Add(time.Second)
+	for o.Stats().Holding != 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if st := o.Stats(); st.Holding != 3 || st.Active != 0 {
+		t.Errorf("while held: stats %+v, want 3 holding, none active", st)
+	}
+	wg.Wait()
+	if st := o.Stats(); st.Holds != 3 || st.Holding != 0 || st.OK != 3 || st.Errors != 0 || st.Received != 3 {
+		t.Fatalf("after: stats %+v", st)
+	}
+	for _, bad := range []string{"soon", "-1s", "11m"} {
+		code, body, err := get(c, o.URL()+"/poll?hold="+bad)
+		if err != nil || code != 400 || !strings.Contains(body, "hold") {
+			t.Errorf("hold=%s: got %d %q %v, want 400 naming hold", bad, code, body, err)
+		}
+	}
+}
+
+// Close releases held requests at once with a 503.
+func TestHoldReleasedByClose(t *testing.T) {
+	o, err := New(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := get(c, o.URL()+"/?hold=1m")
+		done <- code
+	}()
+	deadline := time.Now().Add(time.Second)
+	for o.Stats().Holding != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	begin := time.Now()
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 503 && code != 0 {
+		t.Fatalf("held request at close: %d, want 503 or a closed connection", code)
+	}
+	if el := time.Since(begin); el > 2*time.Second {
+		t.Fatalf("close waited %v for the held request", el)
+	}
+}
+
+// A healthy origin switched at run time to failing everything fast: what
+// the QoS scenario does to one of its origins.
+func TestSwitchToFastErrorsAtRunTime(t *testing.T) {
+	cfg := Default()
+	cfg.Service = time.Hour // any request that does its work never returns in this test
+	o, c := start(t, cfg, nil, nil)
+	post := func(q string) (int, string) {
+		t.Helper()
+		resp, err := c.Post(o.URL()+"/_origin/config?"+q, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("error-fast=maybe"); code != 400 || !strings.Contains(body, "error-fast") {
+		t.Fatalf("bad error-fast: %d %s", code, body)
+	}
+	if code, body := post("error-rate=1&error-fast=true"); code != 200 || !strings.Contains(body, `"error-fast":true`) {
+		t.Fatalf("switch: %d %s", code, body)
+	}
+	for range 3 {
+		if code, _, err := get(c, o.URL()+"/x"); err != nil || code != 500 {
+			t.Fatalf("after the switch: %d %v, want 500", code, err)
+		}
+	}
+	if st := o.Stats(); st.Errors != 3 || st.Completed != 0 || st.Active != 0 {
+		t.Fatalf("stats %+v: want 3 errors and no work", st)
 	}
 }

@@ -12,7 +12,16 @@
 // their config files and logs live in one temporary directory. A peer whose
 // program is missing is skipped with a line saying so. Tables are computed
 // from loadgen reports; floors are the pass/fail criteria for Sluice
-// (overload goodput, latency of admitted requests, priority, fairness).
+// (overload goodput, latency of admitted requests, priority, fairness,
+// and backend quality of service).
+//
+// The qos scenario (qos.go) puts Sluice and HAProxy leastconn in front of
+// several origins, one of which is made to fail, hang or run slow through
+// its admin endpoint while the load runs. Its floors count requests by
+// the time they were sent (loadgen's Config.After), and check that the
+// run did what it was for before judging it: the change was made, the
+// long polls were on the origin. A run that did not is not measured, and
+// fails.
 //
 // Scenario code is plumbing around loadgen and origin, so its tests are
 // light: the generated configs (checked by haproxy -c and nginx -t when

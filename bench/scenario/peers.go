@@ -16,6 +16,9 @@ const (
 	PeerHAProxyTuned   = "haproxy-tuned"
 	PeerHAProxyUntuned = "haproxy-untuned"
 	PeerNginx          = "nginx"
+	// PeerHAProxyLeastconn is HAProxy in front of redundant origins, as
+	// the QoS scenario runs it: see HAProxyLeastconnConfig.
+	PeerHAProxyLeastconn = "haproxy-leastconn"
 )
 
 // Binaries says where each peer's program is. Empty fields take the
@@ -75,7 +78,7 @@ func (b Binaries) available(peer string) (string, error) {
 		return "", nil
 	case PeerSluice:
 		name = b.Sluice
-	case PeerHAProxyTuned, PeerHAProxyUntuned:
+	case PeerHAProxyTuned, PeerHAProxyUntuned, PeerHAProxyLeastconn:
 		name = b.HAProxy
 	case PeerNginx:
 		name = b.Nginx
@@ -89,10 +92,23 @@ func (b Binaries) available(peer string) (string, error) {
 	return path, nil
 }
 
-// startPeer starts peer in front of the origin at backend (host:port),
-// which serves workers requests at once, with its config files in dir, and
-// waits until it proxies a request.
-func (b Binaries) startPeer(ctx context.Context, peer, backend, dir string, workers int) (*front, error) {
+// upstream is one origin a peer proxies to.
+type upstream struct {
+	addr    string // host:port
+	workers int    // requests it serves at full speed at once
+}
+
+// startPeer starts peer in front of the origins ups (one, except for
+// Sluice and haproxy-leastconn, which balance several), with its config
+// files in dir, and waits until it proxies a request.
+func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, dir string) (*front, error) {
+	if len(ups) == 0 {
+		return nil, fmt.Errorf("%s: no origin to proxy to", peer)
+	}
+	if len(ups) > 1 && peer != PeerSluice && peer != PeerHAProxyLeastconn {
+		return nil, fmt.Errorf("%s: takes one origin, got %d", peer, len(ups))
+	}
+	backend, workers := ups[0].addr, ups[0].workers
 	if peer == PeerDirect {
 		return &front{url: "http://" + backend}, nil
 	}
@@ -107,10 +123,22 @@ func (b Binaries) startPeer(ctx context.Context, peer, backend, dir string, work
 	var argv []string
 	switch peer {
 	case PeerSluice:
-		argv = append([]string{bin, "--listen", listen, "--backend", "http://" + backend}, b.SluiceArgs...)
-	case PeerHAProxyTuned, PeerHAProxyUntuned:
+		argv = []string{bin, "--listen", listen}
+		for _, u := range ups {
+			argv = append(argv, "--backend", "http://"+u.addr)
+		}
+		argv = append(argv, b.SluiceArgs...)
+	case PeerHAProxyTuned, PeerHAProxyUntuned, PeerHAProxyLeastconn:
+		text := HAProxyConfig(listen, backend, peer == PeerHAProxyTuned, workers)
+		if peer == PeerHAProxyLeastconn {
+			servers := make([]HAProxyServer, len(ups))
+			for i, u := range ups {
+				servers[i] = HAProxyServer{Addr: u.addr, MaxConn: u.workers}
+			}
+			text = HAProxyLeastconnConfig(listen, servers)
+		}
 		cfg := filepath.Join(dir, peer+".cfg")
-		if err := os.WriteFile(cfg, []byte(HAProxyConfig(listen, backend, peer == PeerHAProxyTuned, workers)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 			return nil, err
 		}
 		// -db: stay in the foreground so we own the process.
@@ -170,6 +198,12 @@ func HAProxyConfig(listen, backend string, tuned bool, workers int) string {
 		prio = "    http-request set-priority-class int(-10) if { req.hdr(X-Priority) -m str critical }\n" +
 			"    http-request set-priority-class int(10) if { req.hdr(X-Priority) -m str low }\n"
 	}
+	return haproxyHead(listen, queue) + prio + server
+}
+
+// haproxyHead is what every generated HAProxy config shares: global and
+// defaults, the frontend, and the backend's first lines.
+func haproxyHead(listen, queueTimeout string) string {
 	return strings.Join([]string{
 		"global",
 		// HAProxy reserves about two descriptors per connection and
@@ -183,7 +217,7 @@ func HAProxyConfig(listen, backend string, tuned bool, workers int) string {
 		"    timeout client 30s",
 		"    timeout server 30s",
 		"    timeout http-keep-alive 30s",
-		"    timeout queue " + queue,
+		"    timeout queue " + queueTimeout,
 		"",
 		"frontend fe",
 		"    bind " + listen,
@@ -192,7 +226,58 @@ func HAProxyConfig(listen, backend string, tuned bool, workers int) string {
 		"",
 		"backend be",
 		"    http-reuse always",
-	}, "\n") + "\n" + prio + server
+	}, "\n") + "\n"
+}
+
+// HAProxyServer is one server of a generated HAProxy backend.
+type HAProxyServer struct {
+	Addr    string // host:port
+	MaxConn int    // the origin's workers
+}
+
+// HAProxyLeastconnConfig is HAProxy in front of redundant origins, as an
+// operator who knows each origin's capacity and wants failures handled
+// would write it (HAProxy 2.x):
+//
+//   - balance leastconn, each server's maxconn its origin's workers, and
+//     timeout queue 100ms: a request that finds no server with room
+//     within 100 ms gets a 503 rather than a long wait.
+//   - passive health: observe layer7 with error-limit 5 and
+//     on-error mark-down, so five 5xx (or broken responses) in a row take
+//     a server out at once.
+//   - active health: option httpchk GET / every second (every 250 ms
+//     while a server changes state), timeout check 1s, fall 2, rise 2,
+//     slowstart 5s. observe needs checks to bring a marked-down server
+//     back, and a check is the only way HAProxy notices a server that
+//     accepts connections and never answers.
+//   - retries 2 with option redispatch 1 and
+//     retry-on all-retryable-errors (connection failures, empty or
+//     broken responses, 500, 502, 503, 504), for GET and HEAD only
+//     (disable-l7-retry otherwise): a failed idempotent request is sent
+//     again, to another server.
+//
+// The checks are requests like any other to the origins (one a second
+// each), and so go through their fault injection.
+func HAProxyLeastconnConfig(listen string, servers []HAProxyServer) string {
+	var b strings.Builder
+	b.WriteString(haproxyHead(listen, "100ms"))
+	b.WriteString(strings.Join([]string{
+		"    balance leastconn",
+		"    timeout check 1s",
+		"    option httpchk",
+		"    http-check send meth GET uri / ver HTTP/1.1 hdr Host origin",
+		"    http-check expect status 200",
+		"    option redispatch 1",
+		"    retries 2",
+		"    retry-on all-retryable-errors",
+		"    http-request disable-l7-retry if !METH_GET !METH_HEAD",
+		"    default-server check inter 1s fastinter 250ms downinter 1s fall 2 rise 2 slowstart 5s observe layer7 error-limit 5 on-error mark-down",
+	}, "\n"))
+	b.WriteString("\n")
+	for i, s := range servers {
+		fmt.Fprintf(&b, "    server o%d %s maxconn %d\n", i+1, s.Addr, s.MaxConn)
+	}
+	return b.String()
 }
 
 // NginxConfig is a plain nginx reverse proxy with upstream keepalive, all

@@ -86,21 +86,36 @@ type Result struct {
 	Skipped     string          `json:"skipped,omitempty"`
 	Error       string          `json:"error,omitempty"`
 	Report      *loadgen.Report `json:"report,omitempty"`
+
+	// Of the qos runs, in front of several origins:
+	Pool      string          `json:"pool,omitempty"`     // which origins, when a scenario compares pools
+	Change    string          `json:"change,omitempty"`   // what was done to an origin during the run, and when
+	After     time.Duration   `json:"after_ns,omitempty"` // Report.After counts requests sent from here on
+	Origins   []origin.Stats  `json:"origins,omitempty"`  // each origin's counters at the end of the run
+	Samples   []Sample        `json:"samples,omitempty"`  // the first origin's counters during the run
+	LongPolls *loadgen.Report `json:"long_polls,omitempty"`
 }
 
 // durations are the lengths of the runs.
 type durations struct {
 	unloaded, overload, priority, fairness, demo time.Duration
 	timeout                                      time.Duration // client timeout
+	// qos: the fail and hang runs (the fault comes at 3 s), the slow
+	// runs, the long polls' hold, and the client timeout of all but the
+	// long polls. A fail run of 15 s sees Sluice's first ejection (10 s by
+	// default) end, and what follows.
+	qos, qosSlow, longHold, qosTimeout time.Duration
 }
 
 func (o Options) durations() durations {
 	if o.Quick {
 		return durations{unloaded: 2 * time.Second, overload: 3 * time.Second, priority: 4 * time.Second,
-			fairness: 4 * time.Second, demo: 5 * time.Second, timeout: 2 * time.Second}
+			fairness: 4 * time.Second, demo: 5 * time.Second, timeout: 2 * time.Second,
+			qos: 7 * time.Second, qosSlow: 4 * time.Second, longHold: 8 * time.Second, qosTimeout: 5 * time.Second}
 	}
 	return durations{unloaded: 6 * time.Second, overload: 12 * time.Second, priority: 15 * time.Second,
-		fairness: 15 * time.Second, demo: 20 * time.Second, timeout: 3 * time.Second}
+		fairness: 15 * time.Second, demo: 20 * time.Second, timeout: 3 * time.Second,
+		qos: 15 * time.Second, qosSlow: 12 * time.Second, longHold: 20 * time.Second, qosTimeout: 5 * time.Second}
 }
 
 // env is the state shared by the runs of one invocation.
@@ -152,12 +167,7 @@ func (e *env) capacity() float64 { return e.ocfg.Capacity() }
 // run. Only cancellation is returned as an error.
 func (e *env) run(ctx context.Context, scenario, peer, load string, rate float64, dur time.Duration, mix []loadgen.Class) (Result, error) {
 	res := Result{Scenario: scenario, Peer: peer, Load: load, Rate: rate, CapacityRPS: e.capacity()}
-	if _, err := e.opt.available(peer); err != nil {
-		res.Skipped = err.Error()
-		if !e.skipped[peer] {
-			fmt.Fprintln(e.out, "  "+err.Error())
-			e.skipped[peer] = true
-		}
+	if e.skip(peer, &res) {
 		return res, nil
 	}
 	fmt.Fprintf(e.out, "  %-9s %-8s via %-15s %6.0f req/s for %s\n", scenario, load, peer, rate, dur)
@@ -166,7 +176,7 @@ func (e *env) run(ctx context.Context, scenario, peer, load string, rate float64
 		return res, fmt.Errorf("start origin: %w", err)
 	}
 	defer stopOrigin()
-	f, err := e.opt.startPeer(ctx, peer, addr, e.dir, e.ocfg.Workers)
+	f, err := e.opt.startPeer(ctx, peer, []upstream{{addr: addr, workers: e.ocfg.Workers}}, e.dir)
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()

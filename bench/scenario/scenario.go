@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/sluiceproxy/sluice/bench/loadgen"
 )
 
 // Names of the scenarios Run accepts.
-var Names = []string{"overload", "priority", "fairness", "all"}
+// qos-fail, qos-hang, qos-slow and qos-longpoll run one part of qos.
+var Names = []string{"overload", "priority", "fairness", "qos", "qos-fail", "qos-hang", "qos-slow", "qos-longpoll", "all"}
 
 // Summary is everything a scenario invocation measured, as written by
 // --json.
@@ -41,7 +43,7 @@ func (s *Summary) WriteJSON(w io.Writer) error {
 	return enc.Encode(s)
 }
 
-// Run runs the named scenario ("all" runs the three in sequence) and prints
+// Run runs the named scenario ("all" runs the four in sequence) and prints
 // progress, tables and floors to opt.Out. The error is for a setup failure
 // or cancellation; a failed floor is in the Summary.
 func Run(ctx context.Context, name string, opt Options) (*Summary, error) {
@@ -59,13 +61,25 @@ func Run(ctx context.Context, name string, opt Options) (*Summary, error) {
 		steps = append(steps, e.priority)
 	case "fairness":
 		steps = append(steps, e.fairness)
+	case "qos":
+		steps = append(steps, e.qos)
+	case "qos-fail":
+		steps = append(steps, e.qosFail)
+	case "qos-hang":
+		steps = append(steps, e.qosHang)
+	case "qos-slow":
+		steps = append(steps, e.qosSlow)
+	case "qos-longpoll":
+		steps = append(steps, e.qosLongPoll)
 	case "all":
-		steps = append(steps, e.overload, e.priority, e.fairness)
+		steps = append(steps, e.overload, e.priority, e.fairness, e.qos)
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (want overload, priority, fairness or all)", name)
+		return nil, fmt.Errorf("unknown scenario %q (want overload, priority, fairness, qos, qos-fail, qos-hang, qos-slow, qos-longpoll or all)", name)
 	}
-	fmt.Fprintf(e.out, "Origin: %d workers × %s (%s) = %.0f req/s; open-loop Poisson arrivals; SLO 500ms; client timeout %s\n",
-		e.ocfg.Workers, e.ocfg.Service, e.ocfg.Dist, e.capacity(), e.dur.timeout)
+	if !strings.HasPrefix(name, "qos") { // qos has origins of its own, printed with each part
+		fmt.Fprintf(e.out, "Origin: %d workers × %s (%s) = %.0f req/s; open-loop Poisson arrivals; SLO 500ms; client timeout %s\n",
+			e.ocfg.Workers, e.ocfg.Service, e.ocfg.Dist, e.capacity(), e.dur.timeout)
+	}
 	for _, step := range steps {
 		if err := step(ctx, s); err != nil {
 			return s, err

@@ -52,19 +52,40 @@ func TestHAProxyConfig(t *testing.T) {
 	if !strings.Contains(untuned, "maxconn 100\n") || !strings.Contains(untuned, "timeout queue 5s") || strings.Contains(untuned, "priority") {
 		t.Errorf("untuned config:\n%s", untuned)
 	}
+	leastconn := HAProxyLeastconnConfig("127.0.0.1:8001", []HAProxyServer{{"127.0.0.1:9001", 8}, {"127.0.0.1:9002", 8}, {"127.0.0.1:9003", 28}})
+	for _, want := range []string{
+		"balance leastconn",
+		"timeout queue 100ms",
+		"server o1 127.0.0.1:9001 maxconn 8\n",
+		"server o3 127.0.0.1:9003 maxconn 28\n",
+		"observe layer7 error-limit 5 on-error mark-down",
+		"option redispatch 1",
+		"retry-on all-retryable-errors",
+		"option httpchk",
+	} {
+		if !strings.Contains(leastconn, want) {
+			t.Errorf("leastconn config lacks %q:\n%s", want, leastconn)
+		}
+	}
 	// When HAProxy is installed, have it check both configs.
 	bin, ok := syntaxChecker(t, "haproxy")
 	if !ok {
 		return
 	}
 	dir := t.TempDir()
-	for name, cfg := range map[string]string{"tuned": tuned, "untuned": untuned} {
+	for name, cfg := range map[string]string{"tuned": tuned, "untuned": untuned, "leastconn": leastconn} {
 		path := filepath.Join(dir, name+".cfg")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+		out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput()
+		if err != nil {
 			t.Errorf("haproxy -c rejects the %s config: %v\n%s", name, err, out)
+		}
+		// A keyword HAProxy only warns about is one it ignores: the
+		// config would not do what its comment says.
+		if strings.Contains(string(out), "WARNING") {
+			t.Errorf("haproxy -c warns about the %s config:\n%s", name, out)
 		}
 	}
 }

@@ -269,6 +269,16 @@ func floorAtMost(scenario, name string, value, limit float64, detail string) Flo
 	return f
 }
 
+// floorBelow passes when value < limit: the "under 1%" and
+// "below HAProxy" are strict.
+func floorBelow(scenario, name string, value, limit float64, detail string) Floor {
+	f := Floor{Scenario: scenario, Name: name, Value: value, Limit: limit, Status: "FAIL", Detail: detail}
+	if value < limit {
+		f.Status = "PASS"
+	}
+	return f
+}
+
 func floorUnmeasured(scenario, name, why string) Floor {
 	return Floor{Scenario: scenario, Name: name, Status: "FAIL", Detail: "not measured: " + why}
 }

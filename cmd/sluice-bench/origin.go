@@ -23,6 +23,7 @@ func originCommand(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Knee, "knee", cfg.Knee, "concurrency past which capacity falls (thrashing); 0 = never")
 	fs.Float64Var(&cfg.Thrash, "thrash", cfg.Thrash, "capacity loss past the knee: capacity = workers/(1+thrash*(c-knee)/knee)")
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of requests answered 500 after their work")
+	fs.BoolVar(&cfg.ErrorFast, "error-fast", false, "answer the injected 500s at once, without doing the work")
 	fs.Float64Var(&cfg.HangRate, "hang-rate", 0, "share of requests never answered (see --hang-for)")
 	fs.Float64Var(&cfg.ResetRate, "reset-rate", 0, "share of requests answered with a TCP reset after their work")
 	fs.Float64Var(&cfg.SlowBodyRate, "slow-body-rate", 0, "share of responses whose body trickles over --slow-body-for")
@@ -36,7 +37,9 @@ func originCommand(args []string, stdout, stderr io.Writer) int {
 
 Serves a simulated origin with finite capacity: processor sharing over
 --workers, so latency climbs under overload like a CPU-bound server, and it
-keeps working on requests whose clients have gone.
+keeps working on requests whose clients have gone. A request with
+?hold=DURATION (e.g. GET /poll?hold=20s) is a long poll: answered 200 after
+that long, using no worker.
 
 Admin endpoints:
   GET  /_origin/stats                  counters as JSON (active, completed, ...)

@@ -70,7 +70,7 @@ func scenarioCommand(args []string, stdout, stderr io.Writer) int {
 	addBenchFlags(fs, &b, true)
 	jsonPath := fs.String("json", "", "also write every report and floor to this JSON `file`")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: sluice-bench scenario [flags] overload|priority|fairness|all
+		fmt.Fprint(stderr, `usage: sluice-bench scenario [flags] overload|priority|fairness|qos|all
 
 Puts Sluice (default flags), HAProxy (tuned and untuned), nginx and no proxy
 in front of the same simulated origin (4 workers × 20ms = 200 req/s) under the
@@ -78,7 +78,12 @@ same open-loop load, and prints them side by side with Sluice's floors:
   overload  0.3x, 3x and 6x capacity: goodput within a 500ms SLO, p50/p99
   priority  critical (X-Priority) at 0.5x on top of low at 2.5x
   fairness  tenant t1 (X-Tenant) at 10x its share, t2..t5 within theirs
-  all       the three in sequence (about 5 minutes; --quick about 90s)
+  qos       Sluice and HAProxy leastconn in front of redundant origins, one
+            of which fails (500s), hangs or is 4x slower; and 40 long polls
+            beside 100 quick requests (about 2.5 minutes; --quick about 75s).
+            Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll
+  all       overload, priority, fairness and qos (about 7 minutes;
+            --quick about 2.5)
 A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
 or cannot be measured (Sluice missing or failed to start).
 
