@@ -21,7 +21,7 @@ func TestReloadKeepsQueueAndAddsBackend(t *testing.T) {
 	sched := firstService(p.Server).sched
 
 	busy := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-a.arrived)
+	require.Equal(t, "/busy", a.next(t))
 	q1 := getAsync(t, p.addr, "/q1")
 	waitQueued(t, sched, scheduler.Normal, 1)
 	q2 := getAsync(t, p.addr, "/q2")
@@ -34,9 +34,9 @@ func TestReloadKeepsQueueAndAddsBackend(t *testing.T) {
 	assert.Same(t, sched, firstService(p.Server).sched, "the service's scheduler is kept")
 
 	// The new backend's free slot goes to the oldest waiting request.
-	assert.Equal(t, "/q1", <-b.arrived)
+	assert.Equal(t, "/q1", b.next(t))
 	b.release <- struct{}{}
-	assert.Equal(t, "/q2", <-b.arrived)
+	assert.Equal(t, "/q2", b.next(t))
 	b.release <- struct{}{}
 	a.release <- struct{}{}
 	for _, ch := range []<-chan result{busy, q1, q2} {
@@ -51,12 +51,12 @@ func TestReloadDrainsRemovedBackend(t *testing.T) {
 	cfg := oneService(a.addr)
 	p := startProxy(t, cfg)
 	busy := getAsync(t, p.addr, "/on-a")
-	require.Equal(t, "/on-a", <-a.arrived)
+	require.Equal(t, "/on-a", a.next(t))
 	oldPool := poolOf(p.Server, "http://"+a.addr)
 
 	require.NoError(t, p.Reload(oneService(b.addr)))
 	after := getAsync(t, p.addr, "/after")
-	assert.Equal(t, "/after", <-b.arrived, "new requests go to the new backend")
+	assert.Equal(t, "/after", b.next(t), "new requests go to the new backend")
 	b.release <- struct{}{}
 	assert.Equal(t, 200, (<-after).resp.StatusCode)
 
@@ -134,7 +134,7 @@ func TestReloadRemovesServiceAfterItsQueue(t *testing.T) {
 	p := startProxy(t, cfg)
 	old := firstService(p.Server)
 	busy := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-a.arrived)
+	require.Equal(t, "/busy", a.next(t))
 	queued := getAsync(t, p.addr, "/queued")
 	waitQueued(t, old.sched, scheduler.Normal, 1)
 
@@ -146,7 +146,7 @@ func TestReloadRemovesServiceAfterItsQueue(t *testing.T) {
 	assert.EqualValues(t, 1, b.hits.Load())
 
 	a.release <- struct{}{}
-	assert.Equal(t, "/queued", <-a.arrived, "the old service's queue is served, not dropped")
+	assert.Equal(t, "/queued", a.next(t), "the old service's queue is served, not dropped")
 	a.release <- struct{}{}
 	assert.Equal(t, 200, (<-busy).resp.StatusCode)
 	assert.Equal(t, 200, (<-queued).resp.StatusCode)
