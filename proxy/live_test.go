@@ -72,6 +72,31 @@ func TestReloadDrainsRemovedBackend(t *testing.T) {
 	assert.EqualValues(t, 1, a.hits.Load())
 }
 
+// TestReloadReaddsDrainingBackend: a backend removed by a reload and added
+// back by the next one while its request is still in flight comes back as
+// it was, pool included, and serves on. The scheduler revives a draining
+// backend with its old handle, so the pool that handle leads to must not
+// have been closed meanwhile.
+func TestReloadReaddsDrainingBackend(t *testing.T) {
+	a, b := startHeldBackend(t), startBackend(t, okHandler)
+	p := startProxy(t, oneService(a.addr))
+	busy := getAsync(t, p.addr, "/busy")
+	require.Equal(t, "/busy", a.next(t))
+	poolA := poolOf(p.Server, "http://"+a.addr)
+
+	require.NoError(t, p.Reload(oneService(b.addr)))
+	time.Sleep(5 * drainPoll) // the drain has looked a few times
+	require.NoError(t, p.Reload(oneService(a.addr)))
+	assert.Same(t, poolA, poolOf(p.Server, "http://"+a.addr), "the pool of the backend added back")
+
+	a.release <- struct{}{}
+	assert.Equal(t, 200, (<-busy).resp.StatusCode)
+	next := getAsync(t, p.addr, "/next")
+	assert.Equal(t, "/next", a.next(t))
+	a.release <- struct{}{}
+	assert.Equal(t, 200, (<-next).resp.StatusCode)
+}
+
 // TestReloadKeepsLearnedState: a backend that stays keeps its learned
 // limit, baseline and warm connections when unrelated settings change;
 // new pool settings swap its pool without failing a request.
