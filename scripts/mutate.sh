@@ -266,7 +266,7 @@ if [ $BASELINE -eq 1 ]; then
 				printf '  %-8s %s: -run '"'"'%s'"'"' matches no test\n' "ERROR" "$(pkg_of "$id")" "${F_RUN[$id]}"
 			else
 				BASE_OK[$key]=ok
-				printf '  %-8s %s %s%s (%ds)\n' "ok" "$(pkg_of "$id")" "${F_RUN[$id]:+-run ${F_RUN[$id]} }" "${F_FLAGS[$id]}" $((SECONDS - start))
+				printf '  %-8s %s %s%s-timeout %s (%ds)\n' "ok" "$(pkg_of "$id")" "${F_RUN[$id]:+-run ${F_RUN[$id]} }" "${F_FLAGS[$id]:+${F_FLAGS[$id]} }" "${F_TIMEOUT[$id]}" $((SECONDS - start))
 			fi
 		else
 			BASE_OK[$key]=fail
