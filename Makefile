@@ -14,6 +14,7 @@ build:
 # without it. Integration tests start the real binaries, so build them first.
 test: build
 	$(GO) vet $(PKGS)
+	scripts/mutate.sh --check
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' $(PKGS)
 
@@ -26,6 +27,14 @@ test-alloc:
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
+
+# The mutation pass (docs/testing.md): plants each bug of scripts/mutants.txt
+# in turn and runs its package's tests. Minutes, so `make test` only checks
+# that every mutant still applies to the code (mutate.sh --check).
+# MUTANTS="id ..." runs only those.
+.PHONY: mutate
+mutate:
+	GO=$(GO) scripts/mutate.sh $(MUTANTS)
 
 # Sluice in front of a simulated overloaded origin, side by side with the
 # origin alone. About a minute; cleans up after itself.

@@ -284,3 +284,65 @@ func TestAcquireFresh(t *testing.T) {
 	_, err = b.AcquireFresh(time.Time{})
 	assert.ErrorIs(t, err, ErrClosed)
 }
+
+// TestIdleTimeoutOnAcquire: a parked connection that has been idle for
+// IdleTimeout is closed when Acquire finds it, not handed out: the origin
+// may have timed it out meanwhile, and the reaper runs only every quarter
+// of IdleTimeout. The clock Acquire is given says how long it sat.
+func TestIdleTimeoutOnAcquire(t *testing.T) {
+	addr, _ := listener(t)
+	b, err := NewBackend(addr, Config{IdleTimeout: time.Hour})
+	require.NoError(t, err)
+	defer b.Close()
+	now := time.Now()
+	c, err := b.AcquireAt(now, time.Time{})
+	require.NoError(t, err)
+	b.ReleaseAt(c, true, now)
+
+	got, err := b.AcquireAt(now.Add(time.Hour-time.Second), time.Time{})
+	require.NoError(t, err)
+	assert.Same(t, c, got, "within IdleTimeout: the parked connection")
+	b.ReleaseAt(got, true, now)
+
+	got, err = b.AcquireAt(now.Add(time.Hour), time.Time{})
+	require.NoError(t, err)
+	assert.NotSame(t, c, got, "idle for IdleTimeout: closed, and a new one dialed")
+	assert.False(t, got.Reused())
+	assert.EqualValues(t, 2, b.Stats().Dials)
+	assert.Equal(t, 1, b.Stats().Open, "the expired one gave its slot back")
+	b.Release(got, false)
+}
+
+// TestReleaseWithUnreadBytes: a connection released as reusable while its
+// read buffer still holds bytes (a response longer than announced, or a
+// caller that stopped reading early) is closed, not parked: the next
+// request on it would read those bytes as its response.
+func TestReleaseWithUnreadBytes(t *testing.T) {
+	const resp, extra = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "EXTRA"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte(resp + extra))
+		_, _ = c.Read(make([]byte, 1)) // until the pool closes it
+	}()
+	b, err := NewBackend(ln.Addr().String(), Config{})
+	require.NoError(t, err)
+	defer b.Close()
+	c, err := b.Acquire(time.Time{})
+	require.NoError(t, err)
+	require.NoError(t, c.NetConn().SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Reader().Peek(len(resp + extra)) // all of it buffered
+	require.NoError(t, err)
+	_, err = c.Reader().Discard(len(resp)) // the response read, the extra not
+	require.NoError(t, err)
+
+	b.Release(c, true)
+	assert.Equal(t, 0, b.Stats().Idle, "not parked with bytes unread")
+	assert.Equal(t, 0, b.Stats().Open)
+}

@@ -15,7 +15,10 @@ import (
 )
 
 // heldBackend answers each request only when the test releases it, and
-// records the order in which paths arrived.
+// records the order in which paths arrived. A test that fails (or stops
+// early) with requests still held does not hang: the release channel is
+// closed when the test ends, before the backend shuts down, and next gives
+// up on an arrival that does not come.
 type heldBackend struct {
 	*backend
 	arrived chan string
@@ -35,7 +38,20 @@ func startHeldBackend(t *testing.T) *heldBackend {
 		<-h.release
 		ctx.WriteString("ok") //nolint:errcheck
 	})
+	t.Cleanup(func() { close(h.release) }) // runs before the backend's shutdown
 	return h
+}
+
+// next is the path of the next request to reach the backend.
+func (h *heldBackend) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case p := <-h.arrived:
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request reached the backend")
+		return ""
+	}
 }
 
 // oneSlot is a service whose single backend takes one request at a time,
@@ -78,7 +94,7 @@ func TestQueueRefusals(t *testing.T) {
 	sched := firstService(p.Server).sched
 
 	first := getAsync(t, p.addr, "/first")
-	require.Equal(t, "/first", <-b.arrived)
+	require.Equal(t, "/first", b.next(t))
 
 	second := getAsync(t, p.addr, "/second")
 	waitQueued(t, sched, scheduler.Normal, 1)
@@ -113,16 +129,16 @@ func TestPriorityReleaseOrder(t *testing.T) {
 	sched := firstService(p.Server).sched
 
 	first := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-b.arrived)
+	require.Equal(t, "/busy", b.next(t))
 	low := getAsync(t, p.addr, "/low", "X-Priority: low")
 	waitQueued(t, sched, scheduler.Low, 1)
 	crit := getAsync(t, p.addr, "/critical", "X-Priority: critical")
 	waitQueued(t, sched, scheduler.Critical, 1)
 
 	b.release <- struct{}{}
-	assert.Equal(t, "/critical", <-b.arrived)
+	assert.Equal(t, "/critical", b.next(t))
 	b.release <- struct{}{}
-	assert.Equal(t, "/low", <-b.arrived)
+	assert.Equal(t, "/low", b.next(t))
 	b.release <- struct{}{}
 	for _, ch := range []<-chan result{first, crit, low} {
 		assert.Equal(t, 200, (<-ch).resp.StatusCode)
@@ -141,7 +157,7 @@ func TestDeadlineRefused(t *testing.T) {
 	p := startProxy(t, cfg)
 
 	first := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-b.arrived)
+	require.Equal(t, "/busy", b.next(t))
 	resp, _ := get(t, p.addr, "/hurry", "X-Sluice-Timeout: 50ms")
 	assert.Equal(t, 503, resp.StatusCode)
 	assert.Equal(t, "deadline", resp.Header.Get("X-Sluice-Shed"))

@@ -33,14 +33,10 @@ func fifoSlot(t *testing.T, addr string) Config {
 	return cfg
 }
 
-// heldSlot starts a held backend behind a one-slot fifo service and makes
-// sure a failing test cannot leave a request held, which would stall the
-// servers' shutdown.
+// heldSlot starts a held backend behind a one-slot fifo service.
 func heldSlot(t *testing.T) (*heldBackend, Config) {
 	b := startHeldBackend(t)
-	cfg := fifoSlot(t, b.addr)
-	t.Cleanup(func() { close(b.release) }) // runs before the servers' shutdown
-	return b, cfg
+	return b, fifoSlot(t, b.addr)
 }
 
 // waitQueuedTotal waits until n requests are queued, in any class.
@@ -134,7 +130,7 @@ func TestTenantClassification(t *testing.T) {
 			sched := firstService(p.Server).sched
 
 			busy := getAsync(t, p.addr, "/busy")
-			require.Equal(t, "/busy", <-b.arrived)
+			require.Equal(t, "/busy", b.next(t))
 			var waiting []<-chan result
 			for i, path := range []string{"/flood1", "/flood2", "/flood3"} {
 				waiting = append(waiting, getFromAsync(t, tc.flood.ip, p.addr, path, tc.flood.hdrs...))
@@ -146,7 +142,7 @@ func TestTenantClassification(t *testing.T) {
 			var order []string
 			for range 4 {
 				b.release <- struct{}{}
-				order = append(order, <-b.arrived)
+				order = append(order, b.next(t))
 			}
 			b.release <- struct{}{}
 			assert.Equal(t, 200, (<-busy).resp.StatusCode)
@@ -178,7 +174,7 @@ func TestRoutePriority(t *testing.T) {
 	sched := firstService(p.Server).sched
 
 	busy := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-b.arrived)
+	require.Equal(t, "/busy", b.next(t))
 	var waiting []<-chan result
 	for i, r := range []struct {
 		path string
@@ -199,7 +195,7 @@ func TestRoutePriority(t *testing.T) {
 	var order []string
 	for range 3 {
 		b.release <- struct{}{}
-		order = append(order, <-b.arrived)
+		order = append(order, b.next(t))
 	}
 	b.release <- struct{}{}
 	assert.Equal(t, []string{"/checkout/pay", "/batch/urgent", "/batch/report"}, order)
@@ -224,7 +220,7 @@ func TestRouteTimeout(t *testing.T) {
 	p := startProxy(t, cfg)
 
 	busy := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-b.arrived)
+	require.Equal(t, "/busy", b.next(t))
 	for _, tc := range []struct {
 		path string
 		hdrs []string

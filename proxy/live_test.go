@@ -21,7 +21,7 @@ func TestReloadKeepsQueueAndAddsBackend(t *testing.T) {
 	sched := firstService(p.Server).sched
 
 	busy := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-a.arrived)
+	require.Equal(t, "/busy", a.next(t))
 	q1 := getAsync(t, p.addr, "/q1")
 	waitQueued(t, sched, scheduler.Normal, 1)
 	q2 := getAsync(t, p.addr, "/q2")
@@ -34,9 +34,9 @@ func TestReloadKeepsQueueAndAddsBackend(t *testing.T) {
 	assert.Same(t, sched, firstService(p.Server).sched, "the service's scheduler is kept")
 
 	// The new backend's free slot goes to the oldest waiting request.
-	assert.Equal(t, "/q1", <-b.arrived)
+	assert.Equal(t, "/q1", b.next(t))
 	b.release <- struct{}{}
-	assert.Equal(t, "/q2", <-b.arrived)
+	assert.Equal(t, "/q2", b.next(t))
 	b.release <- struct{}{}
 	a.release <- struct{}{}
 	for _, ch := range []<-chan result{busy, q1, q2} {
@@ -51,12 +51,12 @@ func TestReloadDrainsRemovedBackend(t *testing.T) {
 	cfg := oneService(a.addr)
 	p := startProxy(t, cfg)
 	busy := getAsync(t, p.addr, "/on-a")
-	require.Equal(t, "/on-a", <-a.arrived)
+	require.Equal(t, "/on-a", a.next(t))
 	oldPool := poolOf(p.Server, "http://"+a.addr)
 
 	require.NoError(t, p.Reload(oneService(b.addr)))
 	after := getAsync(t, p.addr, "/after")
-	assert.Equal(t, "/after", <-b.arrived, "new requests go to the new backend")
+	assert.Equal(t, "/after", b.next(t), "new requests go to the new backend")
 	b.release <- struct{}{}
 	assert.Equal(t, 200, (<-after).resp.StatusCode)
 
@@ -70,6 +70,31 @@ func TestReloadDrainsRemovedBackend(t *testing.T) {
 	n, known := firstService(p.Server).sched.BackendInflight("http://" + a.addr)
 	assert.False(t, known, "the scheduler forgot the drained backend (inflight %d)", n)
 	assert.EqualValues(t, 1, a.hits.Load())
+}
+
+// TestReloadReaddsDrainingBackend: a backend removed by a reload and added
+// back by the next one while its request is still in flight comes back as
+// it was, pool included, and serves on. The scheduler revives a draining
+// backend with its old handle, so the pool that handle leads to must not
+// have been closed meanwhile.
+func TestReloadReaddsDrainingBackend(t *testing.T) {
+	a, b := startHeldBackend(t), startBackend(t, okHandler)
+	p := startProxy(t, oneService(a.addr))
+	busy := getAsync(t, p.addr, "/busy")
+	require.Equal(t, "/busy", a.next(t))
+	poolA := poolOf(p.Server, "http://"+a.addr)
+
+	require.NoError(t, p.Reload(oneService(b.addr)))
+	time.Sleep(5 * drainPoll) // the drain has looked a few times
+	require.NoError(t, p.Reload(oneService(a.addr)))
+	assert.Same(t, poolA, poolOf(p.Server, "http://"+a.addr), "the pool of the backend added back")
+
+	a.release <- struct{}{}
+	assert.Equal(t, 200, (<-busy).resp.StatusCode)
+	next := getAsync(t, p.addr, "/next")
+	assert.Equal(t, "/next", a.next(t))
+	a.release <- struct{}{}
+	assert.Equal(t, 200, (<-next).resp.StatusCode)
 }
 
 // TestReloadKeepsLearnedState: a backend that stays keeps its learned
@@ -134,7 +159,7 @@ func TestReloadRemovesServiceAfterItsQueue(t *testing.T) {
 	p := startProxy(t, cfg)
 	old := firstService(p.Server)
 	busy := getAsync(t, p.addr, "/busy")
-	require.Equal(t, "/busy", <-a.arrived)
+	require.Equal(t, "/busy", a.next(t))
 	queued := getAsync(t, p.addr, "/queued")
 	waitQueued(t, old.sched, scheduler.Normal, 1)
 
@@ -146,7 +171,7 @@ func TestReloadRemovesServiceAfterItsQueue(t *testing.T) {
 	assert.EqualValues(t, 1, b.hits.Load())
 
 	a.release <- struct{}{}
-	assert.Equal(t, "/queued", <-a.arrived, "the old service's queue is served, not dropped")
+	assert.Equal(t, "/queued", a.next(t), "the old service's queue is served, not dropped")
 	a.release <- struct{}{}
 	assert.Equal(t, 200, (<-busy).resp.StatusCode)
 	assert.Equal(t, 200, (<-queued).resp.StatusCode)

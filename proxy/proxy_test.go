@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +33,48 @@ func TestMalformedNeverReachesBackend(t *testing.T) {
 			assert.Equal(t, 400, resp.StatusCode)
 			assert.Contains(t, body, "request id: ")
 			assert.Zero(t, b.hits.Load(), "the backend saw the request")
+		})
+	}
+}
+
+// TestRefusedRequestClosesConnection: after refusing a request whose
+// framing it cannot trust, or whose body it did not read, the proxy
+// closes the client connection. Reading on would take what follows
+// (a pipelined request, or the unread body) as the next request, and the
+// bytes of a body would reach a backend as a request of their own.
+func TestRefusedRequestClosesConnection(t *testing.T) {
+	b := startBackend(t, okHandler)
+	cfg := oneService(b.addr)
+	cfg.Limits = LimitsConfig{MaxURLBytes: 64, MaxBodyBytes: 8}
+	p := startProxy(t, cfg)
+	inner := "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+	next := "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+	for _, tc := range []struct {
+		name   string
+		raw    string
+		status int
+	}{
+		{"both Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n" +
+			"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + next, 400},
+		{"body over the limit, unread", fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(inner), inner), 413},
+		{"URL over the limit", "GET /" + strings.Repeat("u", 100) + " HTTP/1.1\r\nHost: a\r\n\r\n" + next, 414},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", p.addr)
+			require.NoError(t, err)
+			defer c.Close()
+			require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+			_, err = io.WriteString(c, tc.raw)
+			require.NoError(t, err)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.True(t, resp.Close, "Connection: close")
+			_, err = http.ReadResponse(br, nil)
+			assert.Error(t, err, "a second response on the connection")
+			assert.Zero(t, b.hits.Load(), "the backend saw a request")
 		})
 	}
 }
@@ -59,6 +102,12 @@ func TestLimits(t *testing.T) {
 
 	resp, _ = roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"+strings.Repeat("b", 100))
 	assert.Equal(t, 200, resp.StatusCode)
+
+	// The limits are inclusive: a target of max_url_bytes passes.
+	resp, _ = get(t, p.addr, "/"+strings.Repeat("u", 1024))
+	assert.Equal(t, 414, resp.StatusCode, "one byte over max_url_bytes")
+	resp, _ = get(t, p.addr, "/"+strings.Repeat("u", 1023))
+	assert.Equal(t, 200, resp.StatusCode, "exactly max_url_bytes")
 }
 
 func TestForwardingHeaders(t *testing.T) {
@@ -99,6 +148,11 @@ func TestForwardingHeaders(t *testing.T) {
 	assert.Empty(t, resp.Header.Get("X-Internal"))
 	assert.Empty(t, resp.Header.Get("Keep-Alive"))
 	assert.Equal(t, "1.1 sluice", resp.Header.Get("Via"))
+
+	// Via names the protocol version of the hop it came in on.
+	resp, _ = roundTrip(t, p.addr, "GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "1.0 sluice", string(b.lastReq().Header.Peek("Via")))
 
 	// A client's own request ID is kept; HostRewrite replaces Host.
 	resp, _ = get(t, p.addr, "/", "X-Request-Id: abc-123")
@@ -241,6 +295,59 @@ func TestRetriesAndFailures(t *testing.T) {
 		assert.Contains(t, body, "request id: ")
 		assert.EqualValues(t, 2, seen.Load(), "POST sent once")
 		assert.Equal(t, before, good.hits.Load(), "POST not re-sent elsewhere")
+	})
+	t.Run("idempotent request re-sent once, not to every backend", func(t *testing.T) {
+		// A request that breaks every backend it reaches (a query of
+		// death) must not take the whole service down in turn.
+		var seen atomic.Int64
+		r1 := startRawBackend(t, func(c net.Conn) { seen.Add(1); resetAfterRequest(c) })
+		r2 := startRawBackend(t, func(c net.Conn) { seen.Add(1); resetAfterRequest(c) })
+		p := startProxy(t, oneService(r1.addr, r2.addr, good.addr))
+		before := good.hits.Load()
+		resp, _ := get(t, p.addr, "/")
+		assert.Equal(t, 502, resp.StatusCode)
+		assert.EqualValues(t, 2, seen.Load(), "sent twice")
+		assert.Equal(t, before, good.hits.Load(), "not a third time")
+	})
+	t.Run("streamed body not re-sent after reset", func(t *testing.T) {
+		// A PUT is idempotent, but a body larger than what is buffered is
+		// read from the client while it is written: once consumed it
+		// cannot go to another backend.
+		var seen atomic.Int64
+		reset := startRawBackend(t, func(c net.Conn) { seen.Add(1); resetAfterRequest(c) })
+		var other atomic.Int64
+		second := startRawBackend(t, func(c net.Conn) {
+			resetAfterRequestNoRST(c)
+			other.Add(1)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		})
+		p := startProxy(t, oneService(reset.addr, second.addr))
+		body := strings.Repeat("b", 3*prefetchBytes)
+		resp, _ := roundTrip(t, p.addr, fmt.Sprintf("PUT /doc HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+		assert.Equal(t, 502, resp.StatusCode)
+		assert.EqualValues(t, 1, seen.Load())
+		assert.Zero(t, other.Load(), "the rest of a consumed body went to another backend")
+	})
+	t.Run("POST whose first write fails goes to another backend", func(t *testing.T) {
+		// The connection dies before one byte of the request leaves
+		// (the origin reset it between accept and our write): nothing
+		// was sent, so even a POST may go elsewhere.
+		const dead = "127.0.0.1:1"
+		cfg := oneService(dead, good.addr)
+		cfg.Pool.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			if addr != dead {
+				return net.DialTimeout("tcp", addr, timeout)
+			}
+			c, peer := net.Pipe()
+			_ = peer.Close() // every write fails, with nothing written
+			return c, nil
+		}
+		p := startProxy(t, cfg)
+		before := good.hits.Load()
+		resp, body := roundTrip(t, p.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "ok", body)
+		assert.Equal(t, before+1, good.hits.Load())
 	})
 	t.Run("hang is 504", func(t *testing.T) {
 		release := make(chan struct{})
@@ -605,6 +712,43 @@ func TestPoolReusesConnections(t *testing.T) {
 	assert.NotZero(t, st.BytesOut)
 }
 
+// TestBackendConnectionClose: a backend connection whose response said
+// Connection: close carries no further request, even if the backend has
+// not closed it yet (RFC 9112 9.6); the next request dials anew.
+func TestBackendConnectionClose(t *testing.T) {
+	var mu sync.Mutex
+	var arrived []string // "conn/seq" of each request read
+	var conns atomic.Int64
+	b := startRawBackend(t, func(c net.Conn) {
+		n := conns.Add(1)
+		br := bufio.NewReader(c)
+		for seq := 1; ; seq++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			mu.Lock()
+			arrived = append(arrived, fmt.Sprintf("%d/%d", n, seq))
+			mu.Unlock()
+			// Says close, and stays open: the proxy must not take it
+			// at its word only when the socket ends.
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, oneService(b.addr))
+	for range 2 {
+		resp, body := get(t, p.addr, "/")
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, "ok", body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"1/1", "2/1"}, arrived)
+}
+
 func TestConfigValidate(t *testing.T) {
 	good := oneService("127.0.0.1:1")
 	for _, tc := range []struct {
@@ -734,6 +878,8 @@ func TestRouting(t *testing.T) {
 	resp, body := get(t, p.addr, "/other")
 	assert.Equal(t, 404, resp.StatusCode)
 	assert.Contains(t, body, "no route")
+	resp, _ = get(t, p.addr, "/x/v1/y")
+	assert.Equal(t, 404, resp.StatusCode, "a path prefix matches at the start of the path only")
 }
 
 // trailerBody yields its parts, then sets the X-Sum trailer: fasthttp reads

@@ -212,9 +212,9 @@ func (bs *backendSet) take(b *Backend, now time.Time) {
 func (bs *backendSet) giveBack(b *Backend, o Outcome, latency time.Duration, start, now time.Time) {
 	n := now.UnixNano()
 	in := b.occupancy(n)
-	old := b.finished(start.UnixNano(), n, o != Ignore)
+	parked := b.finished(start.UnixNano(), n, o != Ignore)
 	b.inflight--
-	if o != Ignore && !b.gone && !old {
+	if o != Ignore && !b.gone && !parked {
 		// Clean: no admission took the backend above LimitMin while
 		// this request ran, so its latency is the unloaded one.
 		b.lim.sample(now, latency, in, o == Failure, start.After(b.busyAt))

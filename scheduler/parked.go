@@ -130,11 +130,16 @@ func (b *Backend) started(n int64) {
 }
 
 // finished takes a request that started at start out of its generation
-// and reports whether it was old (so its latency says nothing of the
-// backend's capacity). proof says the completion shows the backend works.
-// The caller has rotated to n.
-func (b *Backend) finished(start, n int64, proof bool) (old bool) {
+// and reports whether it was parked: old, and not counted against the
+// limit any more, so that its latency says nothing of the backend's
+// capacity. An old request that was still counted (no proof yet, or a
+// static limit) is a sample like any other: on a backend whose every
+// request takes a second, that is how its latency is learned at all.
+// proof says the completion shows the backend works. The caller has
+// rotated to n.
+func (b *Backend) finished(start, n int64, proof bool) (parked bool) {
 	a := &b.ages
+	old := false
 	switch {
 	case start >= a.curStart && a.cur > 0:
 		a.cur--
@@ -148,9 +153,10 @@ func (b *Backend) finished(start, n int64, proof bool) (old bool) {
 	default:
 		a.cur--
 	}
-	if proof && !old {
+	parked = old && b.limKind.Kind != LimitStatic && a.lastDone >= a.prevStart
+	if proof && !parked {
 		a.lastDone = n
 		a.probeEvery = 0
 	}
-	return old
+	return parked
 }

@@ -266,3 +266,35 @@ func TestAddBackendCapped(t *testing.T) {
 	_, err = s.AddBackendCapped("other", nil, -1, simEpoch)
 	require.Error(t, err)
 }
+
+// TestFullnessCountsInChoice: a backend a little faster than another is
+// preferred only until it is fuller by enough to make one more request
+// finish later there (a processor-sharing origin slows as it fills); it
+// does not take everything up to its limit.
+func TestFullnessCountsInChoice(t *testing.T) {
+	s := newTestScheduler(t, Config{Limit: LimitSpec{Kind: LimitStatic, N: 8}}, 2, simEpoch)
+	for _, c := range []struct {
+		id  string
+		lat time.Duration
+	}{{"0", 10 * time.Millisecond}, {"1", 14 * time.Millisecond}} {
+		for {
+			tk, ok := s.TryAdmit(&Request{}, simEpoch)
+			require.True(t, ok)
+			if tk.Backend.ID() == c.id {
+				s.Done(tk, Success, c.lat, simEpoch)
+				break
+			}
+			defer s.Done(tk, Ignore, 0, simEpoch)
+		}
+	}
+	counts := map[string]int{}
+	for range 8 {
+		tk, ok := s.TryAdmit(&Request{}, simEpoch)
+		require.True(t, ok)
+		counts[tk.Backend.ID()]++
+		defer s.Done(tk, Ignore, 0, simEpoch)
+	}
+	// 10ms × (1 + 4/8) = 15ms > 14ms: the fifth request goes to the
+	// slower one; of eight, 6 and 2 (latency alone would give 8 and 0).
+	assert.Equal(t, map[string]int{"0": 6, "1": 2}, counts)
+}
