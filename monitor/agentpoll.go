@@ -21,62 +21,19 @@ import (
 // stale or missing sample does neither: a silent agent must not freeze
 // its last word.
 
-// poller fetches one backend's agent every interval.
-type poller struct {
-	stopCh chan struct{}
-	done   chan struct{}
-}
-
-func startPoller(s *Service, id, url string, cfg AgentConfig) *poller {
-	p := &poller{stopCh: make(chan struct{}), done: make(chan struct{})}
+// startPoller fetches one backend's agent every interval.
+func startPoller(s *Service, id, url string, cfg AgentConfig) *periodic {
 	client := &agent.Client{Timeout: cfg.Timeout}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(cfg.Interval)
-		defer t.Stop()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-p.stopCh:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		for {
-			l, err := client.Fetch(ctx, url)
-			select {
-			case <-p.stopCh:
-				return
-			default:
-			}
+	return startPeriodic(cfg.Interval, func(ctx context.Context) {
+		if l, err := client.Fetch(ctx, url); ctx.Err() == nil {
 			s.agentResult(id, l, err, time.Now())
-			select {
-			case <-p.stopCh:
-				return
-			case <-t.C:
-			}
 		}
-	}()
-	return p
-}
-
-func (p *poller) stop() {
-	select {
-	case <-p.stopCh:
-	default:
-		close(p.stopCh)
-	}
-	<-p.done
+	})
 }
 
 func (b *backendQoS) stopPoll() {
 	if b.poller != nil {
-		select {
-		case <-b.poller.stopCh:
-		default:
-			close(b.poller.stopCh)
-		}
+		b.poller.stopAsync()
 		b.poller = nil
 	}
 }

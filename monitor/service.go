@@ -119,8 +119,8 @@ type backendQoS struct {
 	passes     int // in a row, while unhealthy
 	fails      int // in a row, while healthy
 	lastCheck  time.Time
-	checker    *checker // nil without an active health check
-	poller     *poller  // nil without an agent
+	checker    *periodic // nil without an active health check
+	poller     *periodic // nil without an agent
 	load       agent.Load
 	loadErr    string
 	agentDown  bool // as last published: the agent said down or drain
@@ -513,22 +513,16 @@ func (s *Service) Snapshot() []BackendQoS {
 func (s *Service) Close() {
 	s.mu.Lock()
 	s.closed = true
-	var checks []*checker
-	var polls []*poller
+	var polls []*periodic
 	for _, b := range s.backends {
-		if b.checker != nil {
-			checks = append(checks, b.checker)
-			b.checker = nil
-		}
-		if b.poller != nil {
-			polls = append(polls, b.poller)
-			b.poller = nil
+		for _, p := range []**periodic{&b.checker, &b.poller} {
+			if *p != nil {
+				polls = append(polls, *p)
+				*p = nil
+			}
 		}
 	}
 	s.mu.Unlock()
-	for _, c := range slices.Clip(checks) {
-		c.stop()
-	}
 	for _, p := range polls {
 		p.stop()
 	}

@@ -19,10 +19,6 @@ import (
 // the timer update on nearly every request.
 const deadlineSlackDiv = 64
 
-// staleRetries bounds re-sends on fresh connections after pooled ones
-// turned out to be closed by the origin.
-const staleRetries = 2
-
 // An attempt's failure, in the terms that decide what happens next.
 type failKind uint8
 
@@ -172,7 +168,9 @@ func (x *exchange) attempt(b *pool.Backend) failKind {
 		}
 		b.Release(conn, false)
 		x.conn = nil
-		if !stale || try >= staleRetries {
+		// At most one re-send: it goes out on a fresh connection, which
+		// is never stale.
+		if !stale {
 			return kind
 		}
 		x.now = time.Now()
