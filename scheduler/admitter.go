@@ -567,8 +567,7 @@ func (s *Scheduler) pickClassLocked() Class {
 // wait: the requests that would be released before it, over the drain
 // rate. Before any latency is known it estimates zero (admit, learn).
 func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.Duration {
-	rate := s.cap.drainRate()
-	if rate <= 0 {
+	if s.cap.drainRate() <= 0 {
 		return 0
 	}
 	ahead := 0
@@ -592,7 +591,7 @@ func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.
 		// sum/w releases; it never waits for more than the class holds.
 		ahead += min(cq.n, (own+1)*sum/w-1)
 	}
-	return time.Duration(float64(ahead) / rate * float64(time.Second))
+	return time.Duration(s.cap.drainTime(ahead) * float64(time.Second))
 }
 
 // overloadedLocked reports whether class c is overloaded: the backends
@@ -625,8 +624,7 @@ func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.
 // milliseconds of being shed (31 ms at 3×), so the latch holds there.
 func (s *Scheduler) overloadedLocked(c Class, now time.Time) bool {
 	cq := &s.classes[c]
-	rate := s.cap.drainRate()
-	if rate <= 0 {
+	if s.cap.drainRate() <= 0 {
 		// No latency known yet: nothing says the backlog is slow.
 		return cq.over
 	}
@@ -634,7 +632,7 @@ func (s *Scheduler) overloadedLocked(c Class, now time.Time) bool {
 	for i := 0; i <= int(c); i++ {
 		ahead += s.classes[i].n
 	}
-	work := float64(ahead) / rate // seconds to serve what waits
+	work := s.cap.drainTime(ahead) // seconds to serve what waits
 	threshold := s.timeouts[c].Seconds() / 2
 	if !cq.over {
 		cq.over = work >= threshold

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -254,6 +255,35 @@ func (bs *backendSet) drainRate() float64 {
 		}
 	}
 	return rate
+}
+
+// drainTime is how long, in seconds, the up backends take to serve n
+// requests: n over the drain rate, unless every one of them is still in
+// slow start (limiter.go, growth), whose limit doubles every round trip,
+// so that n requests take log2(1 + n/limits) round trips. Counting a
+// fresh limit of 4 as the capacity of an origin of 64 workers made the
+// first backlog of a cold start look like 300 ms of work and refused it
+// within 40 ms of the start, a fifth of a second before the limit had
+// grown past the load.
+func (bs *backendSet) drainTime(n int) float64 {
+	rate, limits := 0.0, 0.0
+	growing := true
+	for _, b := range bs.active {
+		if b.state != StateUp || b.latency <= 0 {
+			continue
+		}
+		l := float64(b.effectiveLimit())
+		rate += l / b.latency.Seconds()
+		limits += l
+		growing = growing && b.lim.growing() && (b.cap == 0 || b.cap > b.lim.limit())
+	}
+	if rate <= 0 {
+		return 0
+	}
+	if !growing {
+		return float64(n) / rate
+	}
+	return limits / rate * math.Log2(1+float64(n)/limits)
 }
 
 // add puts a backend in the set, or brings a draining or recently

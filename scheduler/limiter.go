@@ -24,6 +24,9 @@ type limiter interface {
 	// their limit and unloaded latency, taken as provisional until its own
 	// next baseline probe, a probeEvery later.
 	seed(now time.Time, limit int, baseline time.Duration)
+	// growing reports whether the limit is in slow start, doubling every
+	// round trip that uses all of it.
+	growing() bool
 }
 
 // limiterParams are the knobs shared by the adaptive limiters.
@@ -69,6 +72,7 @@ func (s staticLimiter) limit() int                                     { return 
 func (staticLimiter) sample(time.Time, time.Duration, int, bool, bool) {}
 func (staticLimiter) setBounds(int, int)                               {}
 func (staticLimiter) seed(time.Time, int, time.Duration)               {}
+func (staticLimiter) growing() bool                                    { return false }
 
 // baseline measures a backend's unloaded latency (the "minRTT" that the
 // adaptive limiters compare recent latency against). Inferring it from the
@@ -89,7 +93,13 @@ func (staticLimiter) seed(time.Time, int, time.Duration)               {}
 type baseline struct {
 	p limiterParams
 
-	rtt       time.Duration // 0 until the first probe completes
+	rtt time.Duration // 0 until the first probe completes
+	// prov stands in for rtt until the first probe completes: the median
+	// of the first samples taken with no more in flight than the initial
+	// limit (see provisional).
+	prov      time.Duration
+	low       [16]time.Duration
+	nLow      int
 	probing   bool
 	active    bool // holding concurrency at min
 	seen      int  // samples since the probe started
@@ -113,17 +123,62 @@ func (b *baseline) start() {
 // holding reports whether the limit must be min (an active probe).
 func (b *baseline) holding() bool { return b.probing && b.active }
 
+// ref is the latency the limiters compare recent latency against: the
+// baseline, or before there is one the provisional baseline; 0 while
+// there is neither.
+func (b *baseline) ref() time.Duration {
+	if b.rtt > 0 {
+		return b.rtt
+	}
+	return b.prov
+}
+
+// provisional learns a stand-in for the baseline from a backend's first
+// samples, so that a fresh limit can adapt from its first round trips
+// instead of after the first probe. A clean sample needs at most min in
+// flight, which a busy backend rarely gives: in front of an origin of 16
+// workers at half its capacity, the first probe took more than a second
+// and, turning active, held the limit at 2 while a backlog refused 4% of
+// the requests. The first samples are taken with no more in flight than
+// the initial limit, where an origin of at least that many workers runs
+// unloaded; on a smaller origin they are slower than its baseline, and the
+// limit then errs high, by at most what it started at, until the first
+// probe replaces the stand-in.
+func (b *baseline) provisional(rtt time.Duration, inflight int, failed bool) {
+	if b.rtt > 0 || failed || b.nLow == len(b.low) || float64(inflight) > initialLimit(b.p) {
+		return
+	}
+	b.low[b.nLow] = rtt
+	b.nLow++
+	if b.nLow < minWindowSamples {
+		return
+	}
+	s := b.low[:b.nLow]
+	sortDurations(s)
+	b.prov = max(s[len(s)/2], time.Microsecond)
+}
+
+// sortDurations is an insertion sort: a few elements, and no allocation.
+func sortDurations(s []time.Duration) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
 // observe feeds a sample to the probe; it reports whether the sample must
 // not be used to adapt the limit (there is no baseline yet, or the limit
 // is held at min and says nothing of the backend's capacity).
-func (b *baseline) observe(now time.Time, rtt time.Duration, failed, clean bool) bool {
+func (b *baseline) observe(now time.Time, rtt time.Duration, inflight int, failed, clean bool) bool {
 	if !b.probing {
 		if now.Before(b.nextProbe) {
 			return false
 		}
 		b.start()
 	}
-	exclude := b.active || b.rtt == 0
+	b.provisional(rtt, inflight, failed)
+	exclude := b.active || b.ref() == 0
 	b.seen++
 	want := min(b.p.probeSamples, len(b.buf))
 	if clean && !failed {
@@ -132,18 +187,23 @@ func (b *baseline) observe(now time.Time, rtt time.Duration, failed, clean bool)
 	}
 	if b.n >= want {
 		s := b.buf[:b.n]
-		// Insertion sort: a few elements, and no allocation.
-		for i := 1; i < len(s); i++ {
-			for j := i; j > 0 && s[j] < s[j-1]; j-- {
-				s[j], s[j-1] = s[j-1], s[j]
-			}
-		}
+		sortDurations(s)
 		b.rtt = max(s[len(s)/2], time.Microsecond)
 		b.probing, b.active = false, false
 		b.nextProbe = now.Add(b.p.probeEvery)
 		return true
 	}
 	if !b.active && b.seen >= probeGraceFactor*want {
+		if b.rtt == 0 && b.prov > 0 {
+			// The first probe of a busy backend: holding it at min now
+			// would refuse work it has room for, minutes after start
+			// when a limit of 2 meets its real load. The stand-in serves
+			// until the next probe, which may hold.
+			b.rtt = b.prov
+			b.probing = false
+			b.nextProbe = now.Add(b.p.probeEvery)
+			return false
+		}
 		b.active = true
 	}
 	return exclude
@@ -187,8 +247,10 @@ func (w *window) add(rtt time.Duration, inflight int, failed bool) {
 // nothing for a backend of 5 ms or more, whose windows are longer anyway.
 const minWindowSpan = 10 * time.Millisecond
 
-func (w *window) ready(now time.Time, base time.Duration) bool {
-	return w.n+w.failures >= minWindowSamples && now.Sub(w.start) >= max(2*base, minWindowSpan)
+// ready reports whether the window is complete: span long (two baseline
+// round trips), and at least minWindowSamples.
+func (w *window) ready(now time.Time, span time.Duration) bool {
+	return w.n+w.failures >= minWindowSamples && now.Sub(w.start) >= max(span, minWindowSpan)
 }
 
 func (w *window) mean() time.Duration {
@@ -231,10 +293,17 @@ type adaptive struct {
 	base baseline
 	win  window
 	lim  float64
+	// slowStart: the limit doubles every window that used all of it with
+	// flat latency, until the first window that does not have flat
+	// latency (see growth).
+	slowStart bool
+	// streak counts the windows in a row that used all of the limit with
+	// flat latency, after slow start.
+	streak int
 }
 
 func newAdaptive(p limiterParams, now time.Time) adaptive {
-	a := adaptive{base: baseline{p: p}, lim: initialLimit(p)}
+	a := adaptive{base: baseline{p: p}, lim: initialLimit(p), slowStart: true}
 	a.base.start()
 	a.win.reset(now)
 	return a
@@ -247,11 +316,14 @@ func (a *adaptive) limit() int {
 	return int(a.lim)
 }
 
+func (a *adaptive) growing() bool { return a.slowStart && !a.base.holding() }
+
 func (a *adaptive) seed(now time.Time, limit int, baseline time.Duration) {
 	a.lim = clampLimit(float64(limit), a.base.p)
 	a.base.rtt = baseline
 	a.base.probing, a.base.active = false, false
 	a.base.nextProbe = now.Add(a.base.p.probeEvery)
+	a.slowStart = false
 	a.win.reset(now)
 }
 
@@ -263,12 +335,50 @@ func (a *adaptive) setBounds(lo, hi int) {
 // collect feeds one sample to the probe or the window and reports whether
 // a window is complete, so the limiter should decide a new limit now.
 func (a *adaptive) collect(now time.Time, rtt time.Duration, inflight int, failed, clean bool) bool {
-	if a.base.observe(now, rtt, failed, clean) {
+	if a.base.observe(now, rtt, inflight, failed, clean) {
 		a.win.reset(now)
 		return false
 	}
 	a.win.add(rtt, inflight, failed)
-	return a.win.ready(now, a.base.rtt)
+	span := 2 * a.base.ref()
+	if a.slowStart {
+		// One round trip, as TCP's slow start: a window of a limit
+		// that doubles sees every request admitted under the previous
+		// limit finish.
+		span /= 2
+	}
+	return a.win.ready(now, span)
+}
+
+// growth is how far a complete window lets the limit grow beyond what
+// the limiter's own rule gives. A limit that starts at 4 and grows by
+// half a request per window takes seconds to reach the 32 that an origin
+// of 64 workers needs at half its capacity, and refuses work all that
+// time. So, like TCP's slow start, a fresh limit doubles every window that
+// used all of it while latency stayed flat, and slow start ends at the
+// first window whose latency rose (or that failed), from where the
+// limiter's rule takes over. After that, windows in a row that used the
+// whole limit with flat latency grow it by a step that doubles with each
+// (a load that rose, or long-lived requests that hold slots), at most by
+// half the limit per window: the first rise in latency ends the streak.
+// flat says the window's latency was within the limiter's tolerance.
+func (a *adaptive) growth(flat bool) float64 {
+	bound := float64(a.win.maxIn) >= a.lim
+	switch {
+	case !flat || a.win.failures > 0:
+		a.slowStart, a.streak = false, 0
+		return 0
+	case !bound:
+		a.streak = 0
+		return 0
+	case a.slowStart:
+		return a.lim
+	}
+	a.streak++
+	if a.streak < 2 {
+		return 0
+	}
+	return min(headroom(a.lim)*float64(int(1)<<min(a.streak-1, 16)), a.lim/2)
 }
 
 // commit sets the limit, within bounds, and opens the next window.
@@ -308,16 +418,21 @@ func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int,
 		return
 	}
 	var next float64
+	limit := float64(congested(g.base.ref(), g.tolerance))
+	mean := float64(g.win.mean())
 	if g.win.failures > 0 {
+		g.growth(false)
 		next = g.lim * 0.8
 	} else {
-		grad := float64(congested(g.base.rtt, g.tolerance)) / float64(g.win.mean())
-		grad = min(max(grad, 0.5), 2)
+		grad := min(max(limit/mean, 0.5), 2)
 		next = g.lim*grad + headroom(g.lim)
 		// Application-limited: the backend never held half the limit, so
 		// low latency says nothing about a higher limit.
 		if next > g.lim && float64(g.win.maxIn) < g.lim/2 {
 			next = g.lim
+		}
+		if grow := g.growth(mean <= limit); grow > 0 {
+			next = max(next, g.lim+grow)
 		}
 	}
 	g.commit(now, next)
@@ -345,11 +460,13 @@ func (a *aimdLimiter) sample(now time.Time, rtt time.Duration, inflight int, fai
 		return
 	}
 	next := a.lim
+	slow := a.win.mean() > congested(a.base.ref(), 1)
+	grow := a.growth(!slow)
 	switch {
-	case a.win.failures > 0 || a.win.mean() > congested(a.base.rtt, 1):
+	case a.win.failures > 0 || slow:
 		next *= 0.9
 	case float64(a.win.maxIn) >= a.lim/2:
-		next++
+		next += max(1, grow)
 	}
 	a.commit(now, next)
 }
@@ -377,12 +494,14 @@ func (v *vegasLimiter) sample(now time.Time, rtt time.Duration, inflight int, fa
 	} else {
 		// A rise within latencySlack is no queue in the backend.
 		queue := 0.0
-		if mean := v.win.mean(); mean > v.base.rtt+latencySlack {
-			queue = v.lim * (1 - float64(v.base.rtt)/float64(mean))
+		ref := v.base.ref()
+		if mean := v.win.mean(); mean > ref+latencySlack {
+			queue = v.lim * (1 - float64(ref)/float64(mean))
 		}
+		grow := v.growth(queue < v.alpha*step)
 		switch {
 		case queue < v.alpha*step && float64(v.win.maxIn) >= v.lim/2:
-			v.lim += step
+			v.lim += max(step, grow)
 		case queue > v.beta*step:
 			v.lim -= step
 		}

@@ -463,13 +463,12 @@ func simAt(spec simSpec, o simOrigin) simSpec {
 // of origins of other sizes than the goals' one, whose 4 workers equal the
 // limiter's starting limit. Frozen at that start, the limit serves 0.25
 // of the 16-worker origin's capacity and 0.06 of the 64-worker one's; the
-// adaptive limit serves 0.86 and 0.91 (so the floor, 0.80, catches a
-// limiter that stopped learning). What the floors do not yet ask, because
-// the limiter does not reach it (the admission-range issue): refusing
-// nothing at 0.5x once warm (the 16- and 64-worker origins see about 6%
-// refused), and a tail within 2x the unloaded one for the single worker,
-// where the limit stays near its start (a frozen limit gives the same
-// p99); these are logged, not asserted.
+// adaptive limit serves 0.99 or more of each (0.86 and 0.91 before slow
+// start and the provisional baseline), so the floor, 0.95, catches a
+// limiter that stopped learning or learns slowly. Once warm, nothing is
+// refused at 0.5x (6% was, before). What the floors do not yet ask: a tail
+// within 2x the unloaded one for the single worker, where the limit stays
+// near its start (a frozen limit gives the same p99); it is logged.
 func TestSimulationOriginSizes(t *testing.T) {
 	cfg := Config{}
 	for _, o := range simOriginSizes {
@@ -479,12 +478,15 @@ func TestSimulationOriginSizes(t *testing.T) {
 			for _, f := range []float64{3, 6} {
 				r := runSim(t, simAt(simOverload(cfg, f), o))
 				t.Logf("%gx: goodput %.3f p99 %v refused %v (median after %v)", f, r.goodput(), r.p(0.99), r.refused, r.refusedMedian())
-				if g := r.goodput(); g < 0.80 {
-					t.Errorf("%gx: goodput %.3f of capacity, want >= 0.80", f, g)
+				if g := r.goodput(); g < 0.95 {
+					t.Errorf("%gx: goodput %.3f of capacity, want >= 0.95", f, g)
 				}
 			}
 			r := runSim(t, simAt(simOverload(cfg, 0.5), o))
 			t.Logf("0.5x: refused %v of %d once warm", r.refused, r.sent)
+			if len(r.refused) > 0 {
+				t.Errorf("0.5x once warm: refused %v of %d, want none", r.refused, r.sent)
+			}
 		})
 	}
 }
