@@ -2,6 +2,8 @@
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
+# Extra flags for go build: the Dockerfile passes -trimpath.
+BUILDFLAGS ?=
 # make install puts the binaries in $(DESTDIR)$(PREFIX)/bin.
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -14,7 +16,7 @@ CMDS     := $(sort $(notdir $(patsubst %/,%,$(wildcard cmd/*/))))
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/...
 
 # configs/sluice.service expects sluice in /usr/local/bin, the default.
 install: build

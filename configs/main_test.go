@@ -1,7 +1,8 @@
 // Package configs holds no code: its tests check the files that deploy
-// Sluice (the systemd unit here, make install at the root) against the
-// code they start, so that a flag renamed, a command added or a grace
-// period lengthened fails a test instead of a deployment.
+// Sluice (the systemd unit here, the Dockerfile and make install at the
+// root) against the code they start, so that a flag renamed, a command
+// added or a grace period lengthened fails a test instead of a
+// deployment.
 package configs
 
 import (
