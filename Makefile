@@ -2,13 +2,26 @@
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
+# Extra flags for go build: the Dockerfile passes -trimpath.
+BUILDFLAGS ?=
+# make install puts the binaries in $(DESTDIR)$(PREFIX)/bin.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+# The commands, one per directory of cmd/: what build builds and install
+# installs.
+CMDS     := $(sort $(notdir $(patsubst %/,%,$(wildcard cmd/*/))))
 
-.PHONY: all build test test-alloc test-short demo bench bench-compare bench-overload bench-qos stream-check agent-cost fmt lint clean
+.PHONY: all build install test test-alloc test-short demo bench bench-compare bench-overload bench-qos stream-check agent-cost fmt lint clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/...
+
+# configs/sluice.service expects sluice in /usr/local/bin, the default.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
 
 # vet + the whole suite under the race detector, then the allocation guards
 # without it. Integration tests start the real binaries, so build them first.

@@ -19,6 +19,7 @@ type options struct {
 	agentCheck string
 	logFormat  string
 	logLevel   string
+	version    bool
 	fs         *flag.FlagSet // for --help
 }
 
@@ -33,6 +34,7 @@ var flagGroups = []struct {
 	{"The origin's own in-flight count", []string{"inflight-url", "inflight-field", "inflight-timeout"}},
 	{"Verdict (weight, drain)", []string{"target-cpu", "floor-weight", "drain-cpu", "ready-hold"}},
 	{"Logging", []string{"log-format", "log-level"}},
+	{"Other", []string{"version"}},
 }
 
 // newFlagSet binds every flag to a field of o, with the defaults filled in
@@ -81,6 +83,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or console")
 	fs.StringVar(&o.logLevel, "log-level", "info", "lowest log `level`: debug, info, warn, error")
+	fs.BoolVar(&o.version, "version", false,
+		"print the version, the commit it was built from and the Go release, and exit")
 	return fs
 }
 
@@ -108,6 +112,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, `Usage:
   sluice-agent [--listen ADDR] [--agent-check ADDR] [--interval D]
                [--process NAME]... [--pid N]... [--cgroup PATH]... [--inflight-url URL] [flags]
+  sluice-agent --version
 
 sluice-agent runs on a backend host and reports its load: host CPU, load
 average, memory, the CPU of the configured processes or cgroups and the

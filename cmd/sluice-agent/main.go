@@ -18,7 +18,10 @@
 // finish (a few milliseconds: every answer comes from memory), and it
 // exits 0.
 //
-// Exit status: 0 after a clean stop or --help, 1 when it cannot listen or
+// --version prints the module version, the commit the binary was built
+// from and the Go release (package internal/buildinfo), and exits.
+//
+// Exit status: 0 after a clean stop, --help or --version, 1 when it cannot listen or
 // cannot read the host's counters at all, 2 for a command-line error.
 package main
 
@@ -35,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluiceproxy/sluice/internal/buildinfo"
 	"github.com/sluiceproxy/sluice/monitor/agent"
 )
 
@@ -56,7 +60,7 @@ const shutdownTimeout = 5 * time.Second
 
 // run is the whole command, minus the process: it returns the exit status
 // after a signal arrives on signals and the agent has stopped, or at once
-// for --help and errors.
+// for --help, --version and errors.
 func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
 	opts, err := parseCommandLine(args)
 	if err != nil {
@@ -65,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 			return exitOK
 		}
 		return usageError(stderr, err.Error())
+	}
+	if opts.version {
+		fmt.Fprintln(stdout, buildinfo.Read().Line("sluice-agent"))
+		return exitOK
 	}
 	log, err := newLogger(stderr, opts.logFormat, opts.logLevel)
 	if err != nil {

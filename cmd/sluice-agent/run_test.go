@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -231,9 +232,17 @@ func TestRunHelp(t *testing.T) {
 	}
 	newFlagSet(&options{}).VisitAll(func(f *flag.Flag) {
 		assert.True(t, grouped[f.Name], "--%s is in no group of --help", f.Name)
-		assert.Contains(t, help, "\n  --"+f.Name+" ", "--help lacks --%s", f.Name)
+		// A flag with a value is followed by its placeholder, a boolean
+		// flag by the end of the line.
+		assert.Regexp(t, `\n  --`+regexp.QuoteMeta(f.Name)+`[ \n]`, help, "--help lacks --%s", f.Name)
 	})
 	assert.Contains(t, help, "(default 1s)")
 	assert.Contains(t, help, "(default 0.85)")
 	assert.Contains(t, help, "(default 127.0.0.1:9101)")
+}
+
+func TestRunVersion(t *testing.T) {
+	var stdout, stderr strings.Builder
+	require.Equal(t, exitOK, run([]string{"--version"}, &stdout, &stderr, nil), stderr.String())
+	assert.Regexp(t, `^sluice-agent version \S+, module \S+, commit \S+, go1\.\S+ \S+/\S+\n$`, stdout.String())
 }

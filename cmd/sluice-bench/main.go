@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/sluiceproxy/sluice/internal/buildinfo"
 )
 
 const usage = `usage: sluice-bench <command> [flags]
@@ -17,7 +19,8 @@ commands:
   demo      overload an origin directly and through Sluice, side by side
   scenario  compare Sluice with HAProxy, nginx and no proxy (overload, priority, fairness, all)
 
-Run 'sluice-bench <command> --help' for a command's flags.
+Run 'sluice-bench <command> --help' for a command's flags,
+'sluice-bench --version' for the version, commit and Go release.
 `
 
 func main() {
@@ -41,6 +44,9 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return scenarioCommand(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, buildinfo.Read().Line("sluice-bench"))
 		return 0
 	}
 	fmt.Fprintf(stderr, "sluice-bench: unknown command %q\n\n%s", cmd, usage)

@@ -14,6 +14,9 @@ func TestDispatchHelpAndErrors(t *testing.T) {
 	}{
 		{nil, 2, "usage: sluice-bench <command>"},
 		{[]string{"--help"}, 0, "scenario"},
+		{[]string{"--help"}, 0, "'sluice-bench --version'"},
+		{[]string{"--version"}, 0, "sluice-bench version "},
+		{[]string{"version"}, 0, ", module "},
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
 		{[]string{"origin", "--help"}, 0, "/_origin/config"},
 		{[]string{"origin", "--workers", "-1"}, 2, "Workers must be >= 0, got -1"},

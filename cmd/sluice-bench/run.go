@@ -21,7 +21,8 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-const runUsage = `usage: sluice-bench run --target URL [flags]
+const runUsage = `usage: sluice-bench run URL [flags]
+       sluice-bench run --target URL [flags]
 
 Sends HTTP load to a target and reports throughput, goodput, status codes,
 errors, shed reasons and latency percentiles (measured from each request's
@@ -51,7 +52,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	var (
-		target   = fs.String("target", "", "base URL of the server under test, e.g. http://127.0.0.1:8080 (required)")
+		target   = fs.String("target", "", "base URL of the server under test, e.g. http://127.0.0.1:8080 (required, here or as the argument)")
 		rate     = fs.String("rate", "100", "open-loop arrival rate in req/s: RATE, RATE:DUR,... or FROM-TO:DUR ramps")
 		duration = fs.Duration("duration", 0, "run length; default 10s unless --rate gives durations")
 		poisson  = fs.Bool("poisson", false, "exponential inter-arrival times instead of constant spacing")
@@ -73,7 +74,8 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	)
 	fs.Var(&classes, "class", "request class spec (repeatable), e.g. name=crit,share=0.2,path=/x,header=X-Priority:critical")
 	fs.Var(&headers, "header", "K:V header for the default class (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	positional, err := parseInterleaved(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -84,15 +86,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "run 'sluice-bench run -h' for help")
 		return 2
 	}
-	if fs.NArg() > 0 {
-		return usage("unexpected argument %q", fs.Arg(0))
-	}
-	if *target == "" {
-		return usage("--target is required")
+	targetURL, err := resolveTarget(*target, positional)
+	if err != nil {
+		return usage("%v", err)
 	}
 
 	cfg := loadgen.Config{
-		Target:   *target,
+		Target:   targetURL,
 		Duration: *duration,
 		Poisson:  *poisson,
 		Conns:    *conns,

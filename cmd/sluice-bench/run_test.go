@@ -52,14 +52,14 @@ func TestRunCommandUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--help"}, 0, "--rate 200:10s,600:20s,200:10s"},
-		{nil, 2, "--target is required"},
+		{nil, 2, "a target is required: sluice-bench run URL, or --target URL"},
 		{[]string{"--target", "http://127.0.0.1:1", "--rate", "x"}, 2, "--rate: rate schedule"},
 		{[]string{"--target", "http://127.0.0.1:1", "--class", "colour=red"}, 2, `unknown key "colour"`},
 		{[]string{"--target", "http://127.0.0.1:1", "--class", "path=/a", "--path", "/b"}, 2, "with --class put them in the class spec"},
 		{[]string{"--target", "http://127.0.0.1:1", "--header", "nocolon"}, 2, "not K:V"},
 		{[]string{"--target", "https://127.0.0.1:1"}, 2, "scheme must be http"},
 		{[]string{"--target", "http://127.0.0.1:1", "--rate", "10:1s", "--duration", "2s"}, 2, "conflicts"},
-		{[]string{"--target", "http://127.0.0.1:1", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"--target", "http://127.0.0.1:1", "extra"}, 2, `argument "extra" is not a URL`},
 		{[]string{"--target", "http://127.0.0.1:1", "--targets", "/nonexistent/file"}, 1, "--targets"},
 	}
 	for _, tt := range tests {

@@ -16,6 +16,7 @@ type options struct {
 	configPath  string // --config
 	checkPath   string // --check-config
 	printConfig bool   // --print-config
+	version     bool   // --version
 	backends    backendsValue
 	standby     backendsValue
 }
@@ -30,7 +31,7 @@ type flagGroup struct {
 }
 
 var flagGroups = []flagGroup{
-	{"General", []string{"config", "check-config", "print-config", "listen", "backend", "standby", "shutdown-grace"}},
+	{"General", []string{"config", "check-config", "print-config", "version", "listen", "backend", "standby", "shutdown-grace"}},
 	{"Client side", []string{"client-header-timeout", "client-body-timeout", "client-write-timeout", "idle-timeout",
 		"max-header-bytes", "max-url-bytes", "max-body-bytes"}},
 	{"Backend channels (default for services whose pool is not set in the file)", []string{
@@ -68,6 +69,8 @@ func newFlagSet(cfg *proxy.Config, opts *options) *flag.FlagSet {
 		"validate this YAML `file` with the other flags applied, print \"ok\" or the first error, and exit (0 valid, 1 invalid)")
 	fs.BoolVar(&opts.printConfig, "print-config", opts.printConfig,
 		"print the effective configuration (file, flags and every default) as YAML, and exit")
+	fs.BoolVar(&opts.version, "version", opts.version,
+		"print the version, the commit it was built from and the Go release, and exit")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` (host:port) to accept clients on")
 	opts.backends.list = &opts.backends.urls
 	fs.Var(&opts.backends, "backend",
@@ -140,6 +143,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
   sluice --config FILE [flags]
   sluice --check-config FILE [flags]
   sluice --config FILE [flags] --print-config
+  sluice --version
 
 Sluice is an admission-control queueing reverse proxy. It holds requests in
 priority and fair queues and releases each one only when a backend has room

@@ -50,7 +50,10 @@
 // the message --check-config would print, and the running configuration
 // stays in force.
 //
-// Exit status: 0 after a clean shutdown, a valid --check-config or
+// --version prints the module version, the commit the binary was built
+// from and the Go release (package internal/buildinfo), and exits.
+//
+// Exit status: 0 after a clean shutdown, --version, a valid --check-config or
 // --print-config, 1 for an invalid configuration or a runtime failure, 2 for
 // a command-line error.
 package main
@@ -69,6 +72,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluiceproxy/sluice/internal/buildinfo"
 	"github.com/sluiceproxy/sluice/proxy"
 )
 
@@ -87,7 +91,8 @@ const (
 
 // run is the whole command, minus the process: it returns the exit status.
 // It returns after a signal arrives on signals and the gateway has shut
-// down, or at once for --help, --check-config, --print-config and errors.
+// down, or at once for --help, --version, --check-config, --print-config
+// and errors.
 func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
 	opts, fs, err := parseCommandLine(args)
 	if err != nil {
@@ -96,6 +101,12 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 			return exitOK
 		}
 		return usageError(stderr, err.Error())
+	}
+	if opts.version {
+		// Before any configuration is read: the version is what to report
+		// when a configuration does not load.
+		fmt.Fprintln(stdout, buildinfo.Read().Line("sluice"))
+		return exitOK
 	}
 
 	// load computes the effective configuration from the command line: once
