@@ -57,6 +57,8 @@ type upstream struct {
 	// Protected by Server.reloadMu.
 	pcfg   pool.Config
 	leaves int // how many times it was removed: a drain closes only its own
+
+	probing atomic.Bool // a liveness probe is running (liveness.go)
 }
 
 func upstreamOf(t scheduler.Ticket) *upstream { return t.Backend.Tag().(*upstream) }
@@ -363,7 +365,7 @@ func (s *Server) closePools() {
 
 // monitorTick is how often the monitors and schedulers move time on
 // (ejections ending, slow starts, long-lived requests parking, probes of a
-// stalled backend).
+// stalled backend, liveness probes).
 const monitorTick = 100 * time.Millisecond
 
 // tickMonitors runs until stop is closed.
@@ -383,6 +385,9 @@ func (s *Server) tickMonitors(stop <-chan struct{}, done chan<- struct{}) {
 				svcs = append(svcs, svc)
 			}
 			live := len(svcs)
+			for _, svc := range svcs {
+				s.stepLiveness(svc, now)
+			}
 			for svc := range s.retiring {
 				svcs = append(svcs, svc)
 			}

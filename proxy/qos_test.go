@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,11 +46,11 @@ func TestDeadBackendEjected(t *testing.T) {
 	assert.True(t, snap[1].Ejected, "%+v", snap[1])
 }
 
-// TestLongPollsLeaveRoom: 40 long polls parked on a roomy origin must not
-// take its admission from the quick requests that follow: every one of
-// them succeeds. (The long polls beyond the starting limit wait in the
-// queue and time out: nothing tells the gateway yet that they will not
-// end, and a backend whose every request hangs looks the same.)
+// TestLongPollsLeaveRoom: 40 long polls sent together to a fresh gateway
+// in front of a roomy origin are all admitted (liveness probes answered
+// while nothing else finished grow the limit in slow start), and they do
+// not take the origin's admission from the quick requests that follow:
+// every one of them succeeds.
 func TestLongPollsLeaveRoom(t *testing.T) {
 	if testing.Short() {
 		t.Skip("holds requests for 2 s")
@@ -66,7 +67,8 @@ func TestLongPollsLeaveRoom(t *testing.T) {
 	for i := range polls {
 		polls[i] = getAsync(t, p.addr, "/poll")
 	}
-	require.Eventually(t, func() bool { return b.hits.Load() >= 4 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return b.hits.Load() >= 40 }, 5*time.Second, time.Millisecond,
+		"every long poll reaches the origin, and none waits out the queue timeout")
 	time.Sleep(time.Second) // the long polls are parked by now
 	ok := 0
 	for range 100 {
@@ -85,7 +87,40 @@ func TestLongPollsLeaveRoom(t *testing.T) {
 			polled++
 		}
 	}
-	t.Logf("long polls answered 200: %d of 40", polled)
+	assert.Equal(t, 40, polled, "long polls answered 200")
+}
+
+// TestHungBackendProbedOutOfBand: a fresh backend on which every request
+// hangs answers no liveness probe either: the limit stays where it
+// started, and the probes, not clients' requests, are what it is sent
+// beyond it (at most one at a time).
+func TestHungBackendProbedOutOfBand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds requests for 1 s")
+	}
+	release := make(chan struct{})
+	var probes atomic.Int64
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.UserAgent()) == "sluice-liveness-probe" {
+			probes.Add(1)
+		}
+		<-release
+		ctx.WriteString("ok") //nolint:errcheck
+	})
+	p := startProxy(t, oneService(b.addr))
+	polls := make([]<-chan result, 20)
+	for i := range polls {
+		polls[i] = getAsync(t, p.addr, "/")
+	}
+	require.Eventually(t, func() bool { return probes.Load() >= 1 }, 5*time.Second, time.Millisecond, "a probe is sent")
+	time.Sleep(time.Second)
+	st := firstService(p.Server).sched.Stats().Backends[0]
+	assert.Equal(t, 4, st.Limit, "no answer, no growth")
+	assert.Equal(t, int64(1), probes.Load(), "one probe at a time, and it hangs")
+	close(release)
+	for _, ch := range polls {
+		<-ch
+	}
 }
 
 // TestRetry503WithinBudget: a 503 from one backend sends an idempotent

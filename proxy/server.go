@@ -53,6 +53,7 @@ type Server struct {
 
 	tickStop chan struct{} // stops tickMonitors
 	tickDone chan struct{}
+	live     *livenessProber // probes of stalled backends (liveness.go)
 
 	// Protected by mu.
 	mu     sync.Mutex
@@ -72,6 +73,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		services:  make(map[string]*service),
 		retiring:  make(map[*service]bool),
 		hookSlots: make(chan struct{}, maxHooks),
+		live:      newLivenessProber(),
 	}
 	s.exchanges.New = func() any { return newExchange(s) }
 	if err := s.apply(cfg, time.Now()); err != nil {
@@ -139,6 +141,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Any connection still in use when ctx ended is closed on release.
 	close(s.tickStop)
 	<-s.tickDone
+	s.live.close()
 	s.closePools()
 	s.retired.Wait()
 	s.hooks.Wait() // each bounded by its timeout

@@ -27,6 +27,9 @@ type limiter interface {
 	// growing reports whether the limit is in slow start, doubling every
 	// round trip that uses all of it.
 	growing() bool
+	// outlived teaches that a fresh request (a liveness probe) finished
+	// while every request in flight, the whole limit, outlived it.
+	outlived()
 }
 
 // limiterParams are the knobs shared by the adaptive limiters.
@@ -73,6 +76,7 @@ func (staticLimiter) sample(time.Time, time.Duration, int, bool, bool) {}
 func (staticLimiter) setBounds(int, int)                               {}
 func (staticLimiter) seed(time.Time, int, time.Duration)               {}
 func (staticLimiter) growing() bool                                    { return false }
+func (staticLimiter) outlived()                                        {}
 
 // baseline measures a backend's unloaded latency (the "minRTT" that the
 // adaptive limiters compare recent latency against). Inferring it from the
@@ -317,6 +321,15 @@ func (a *adaptive) limit() int {
 }
 
 func (a *adaptive) growing() bool { return a.slowStart && !a.base.holding() }
+
+// outlived: in slow start, requests that hold the whole limit while a
+// fresh one comes and goes are long-lived, not a backend at its capacity;
+// the limit doubles as for a window that used it all with flat latency.
+func (a *adaptive) outlived() {
+	if a.growing() {
+		a.lim = clampLimit(2*a.lim, a.base.p)
+	}
+}
 
 func (a *adaptive) seed(now time.Time, limit int, baseline time.Duration) {
 	a.lim = clampLimit(float64(limit), a.base.p)

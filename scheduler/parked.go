@@ -48,6 +48,7 @@ type ages struct {
 	cur, prev, old      int
 	curStart, prevStart int64
 	lastDone            int64 // the last completion that proves the backend works
+	lastServed          int64 // the last client request that completed (liveness.go)
 	probeAt             int64 // a stalled backend's next probe
 	probeEvery          time.Duration
 }
@@ -155,7 +156,7 @@ func (b *Backend) finished(start, n int64, proof bool) (parked bool) {
 	}
 	parked = old && b.limKind.Kind != LimitStatic && a.lastDone >= a.prevStart
 	if proof && !parked {
-		a.lastDone = n
+		a.lastDone, a.lastServed = n, n
 		a.probeEvery = 0
 	}
 	return parked
