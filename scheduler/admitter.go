@@ -322,8 +322,8 @@ const pressureFraction = 0.5
 // join the queue, evicting someone else's queued request if the queue is
 // full and the newcomer has the better claim.
 func (s *Scheduler) makeRoomLocked(t *tenant, c Class) error {
-	limit := s.cfg.QueueMax
-	if s.queued >= int(float64(limit)*pressureFraction) && s.overShareLocked(t, 1) {
+	limit := s.queueBoundLocked(c)
+	if s.queued >= int(float64(limit)*pressureFraction) && s.overShareLocked(t, 1, limit) {
 		s.stats.TenantShare++
 		return ErrTenantShare
 	}
@@ -354,11 +354,43 @@ func (s *Scheduler) makeRoomLocked(t *tenant, c Class) error {
 	return ErrQueueFull
 }
 
+// queueBoundLocked is how many requests may wait when a request of class
+// c arrives: as many as the backends are expected to serve within c's
+// queue timeout (drainTime), never more than QueueMax, which is only a
+// memory guard. A bound by count alone refuses what a bound by time would
+// serve: 10,000 clients arriving at once at an origin that serves tens of
+// thousands of requests a second were refused queue-full beyond 1024,
+// although all of them would have been served within a fraction of the
+// timeout; and in front of an origin of 200 requests a second, a queue of
+// 1024 holds five seconds of work, ten times what can be served before it
+// times out, so the excess waited 500 ms for a certain refusal. Before
+// any latency is known nothing is estimated and QueueMax bounds alone. The
+// bound is never below the backends' limits together (or
+// minQueueBound): a few requests per slot are a backlog the limiter needs
+// to see to grow, whatever the estimate says.
+func (s *Scheduler) queueBoundLocked(c Class) int {
+	bound := s.cfg.QueueMax
+	if n, ok := s.cap.servable(s.timeouts[c].Seconds()); ok {
+		bound = min(bound, max(n, minQueueBound))
+	}
+	return bound
+}
+
+// minQueueBound is the least the time bound of the queue may be.
+const minQueueBound = 16
+
 // overShareLocked reports whether t, with extra more requests, would hold
-// more than its weighted share of QueueMax among the tenants now queued.
-func (s *Scheduler) overShareLocked(t *tenant, extra int) bool {
+// more than its weighted share of limit (the queue's bound) among the
+// tenants now queued.
+func (s *Scheduler) overShareLocked(t *tenant, extra, limit int) bool {
 	if t.queued == s.queued {
 		return false // alone in the queue: its share is all of it
+	}
+	if t.queued == 0 {
+		// Holding nothing, it is no flood, however many tenants share
+		// the queue: 10,000 clients with one request each were all
+		// refused as over their share of a queue of 1024.
+		return false
 	}
 	sum := 0
 	for c := range s.classes {
@@ -370,7 +402,7 @@ func (s *Scheduler) overShareLocked(t *tenant, extra int) bool {
 	if t.queued == 0 {
 		sum += t.weight
 	}
-	return (t.queued+extra)*sum > s.cfg.QueueMax*t.weight
+	return (t.queued+extra)*sum > limit*t.weight
 }
 
 // heaviestLocked returns the tenant with the most queued requests per unit

@@ -266,8 +266,21 @@ func (bs *backendSet) drainRate() float64 {
 // within 40 ms of the start, a fifth of a second before the limit had
 // grown past the load.
 func (bs *backendSet) drainTime(n int) float64 {
-	rate, limits := 0.0, 0.0
-	growing := true
+	rate, limits, growing := bs.drainModel()
+	if rate <= 0 {
+		return 0
+	}
+	if !growing {
+		return float64(n) / rate
+	}
+	return limits / rate * math.Log2(1+float64(n)/limits)
+}
+
+// drainModel is what drainTime and servable estimate from: the up
+// backends' drain rate (Σ limit/latency, of those with a latency known),
+// their limits together, and whether every one of them is in slow start.
+func (bs *backendSet) drainModel() (rate, limits float64, growing bool) {
+	growing = true
 	for _, b := range bs.active {
 		if b.state != StateUp || b.latency <= 0 {
 			continue
@@ -277,13 +290,23 @@ func (bs *backendSet) drainTime(n int) float64 {
 		limits += l
 		growing = growing && b.lim.growing() && (b.cap == 0 || b.cap > b.lim.limit())
 	}
+	return rate, limits, growing
+}
+
+// servable is how many requests the up backends are expected to serve in
+// d seconds, the inverse of drainTime (with their limits counted as well:
+// those are served first); false when no latency is known yet.
+func (bs *backendSet) servable(d float64) (int, bool) {
+	rate, limits, growing := bs.drainModel()
 	if rate <= 0 {
-		return 0
+		return 0, false
 	}
-	if !growing {
-		return float64(n) / rate
+	n := rate * d
+	if growing {
+		// limits·(2^(d/rtt) − 1), bounded so that it cannot overflow.
+		n = limits * (math.Exp2(min(d*rate/limits, 30)) - 1)
 	}
-	return limits / rate * math.Log2(1+float64(n)/limits)
+	return int(min(n, math.MaxInt32)) + int(limits), true
 }
 
 // add puts a backend in the set, or brings a draining or recently

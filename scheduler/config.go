@@ -17,8 +17,9 @@ import (
 // explains each choice.
 type Config struct {
 	// QueueMax bounds the number of requests waiting in the gateway for this
-	// service (all classes and tenants together). Requests; default 1024;
-	// 0 means the default.
+	// service (all classes and tenants together): a memory guard, since
+	// the queue is bounded first by the time its work will take to drain
+	// (queueBoundLocked). Requests; default 16384; 0 means the default.
 	QueueMax int `yaml:"queue_max"`
 	// QueueTimeout is the longest a request may wait in the queue before it
 	// is refused with ErrQueueTimeout (503). Default 500ms, the time after
@@ -74,7 +75,7 @@ type Config struct {
 
 // Defaults. doc.go explains where each comes from.
 const (
-	DefaultQueueMax        = 1024
+	DefaultQueueMax        = 16384
 	DefaultQueueTimeout    = 500 * time.Millisecond
 	DefaultDiscipline      = DisciplineAdaptiveLIFO
 	DefaultLimitMin        = 2
@@ -189,7 +190,7 @@ func sortedKeys[K interface{ ~uint8 | ~string }, V any](m map[K]V) []K {
 // values as the defaults. The flags and YAML share one parser per setting.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.QueueMax, "queue-max", c.QueueMax,
-		"maximum `requests` waiting per service, all classes together (0 = 1024)")
+		"maximum `requests` waiting per service, all classes together: a memory guard; the queue is first bounded by what the backends serve within the queue timeout (0 = 16384)")
 	fs.DurationVar(&c.QueueTimeout, "queue-timeout", c.QueueTimeout,
 		"longest a request may wait in the queue before a 503 (0 = 500ms)")
 	fs.TextVar(&c.Discipline, "queue-discipline", c.Discipline,

@@ -52,7 +52,14 @@
 // arrivals, so it needs no interval of its own: half a timeout of work is
 // built in 125 ms at 3× and is all but unreachable at 0.9×.
 //
-// Bounds: QueueMax for the whole service. Under pressure (half full) a
+// Bounds: by time first, then by count. The queue holds what the backends
+// are expected to serve within the class's queue timeout (the drain
+// estimate, at least their limits together plus 16), and never more than
+// QueueMax, a memory guard. A bound by count alone refused a flash crowd
+// of 10,000 clients beyond 1024 in front of an origin that would have
+// served them all in 0.16 s, and in front of a small origin held five
+// seconds of work, so that the excess waited out the queue timeout for a
+// certain refusal (TestSimulationFlashCrowd). Under pressure (half full) a
 // tenant holding more than its weighted share of the queue is refused with
 // ErrTenantShare while others still get in; when full, a more important
 // class displaces the least important waiting request, and a tenant within
@@ -260,8 +267,9 @@
 //     (latency 25 ms); with tolerance 0.25 and a headroom of 1 it settled
 //     at 6 (30 ms), with 6–8 seen end to end.
 //   - QueueTimeout 500 ms: past it, a response no longer counts as good.
-//   - QueueMax 1024: memory is cheap, and with LIFO a deep queue costs the
-//     admitted requests nothing; the tenant-share valve keeps it fair.
+//   - QueueMax 16384: only a memory guard (a waiting request costs the
+//     proxy a goroutine and its buffers, about 16 KiB: 256 MiB at worst);
+//     the time bound is what refuses.
 //   - CoDel target 5 ms / interval 100 ms: Facebook's values.
 //   - LimitMin 2: the concurrency at which a sample is clean (and of an
 //     active probe), low enough to see unloaded latency on any backend

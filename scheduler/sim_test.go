@@ -56,6 +56,12 @@ type simSpec struct {
 	// burst). Otherwise the load goes on for another second and the
 	// measured requests leave the queue under the same pressure they met.
 	abrupt bool
+	// crowd, when n > 0, is a flash crowd: n requests of n distinct
+	// tenants arriving together at the offset at, measured with the rest.
+	crowd struct {
+		at time.Duration
+		n  int
+	}
 }
 
 type simReq struct {
@@ -149,9 +155,25 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 	for i, st := range spec.streams {
 		next[i] = exp(st.rate)
 	}
+	crowdAt := time.Duration(math.MaxInt64)
+	if spec.crowd.n > 0 {
+		crowdAt = spec.crowd.at
+	}
 	start := func(i int, t Ticket) {
 		jobs = append(jobs, simJob{req: i, ticket: t, rem: float64(origin.service)})
 		res.maxConc = max(res.maxConc, len(jobs))
+	}
+	arrive := func(i int, r *Request) {
+		t, w, err := simArrive(s, r, at(now))
+		switch {
+		case err != nil:
+			reqs[i].done, reqs[i].err = now, err
+		case w == nil:
+			start(i, t)
+		default:
+			byID[w] = i
+			waiters[w] = true
+		}
 	}
 	s.OnDecision(func(w *Waiter, t Ticket, err error) {
 		i := byID[w]
@@ -188,6 +210,9 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 				tNext, kind = max(t, now), 3
 			}
 		}
+		if crowdAt < tNext {
+			tNext, kind = crowdAt, 4
+		}
 		if kind == 0 {
 			break
 		}
@@ -213,16 +238,7 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			if spec.deadline > 0 {
 				r.Deadline = at(now + spec.deadline)
 			}
-			t, w, err := simArrive(s, &r, at(now))
-			switch {
-			case err != nil:
-				reqs[i].done, reqs[i].err = now, err
-			case w == nil:
-				start(i, t)
-			default:
-				byID[w] = i
-				waiters[w] = true
-			}
+			arrive(i, &r)
 		case 2:
 			j := jobs[jDone]
 			jobs = slices.Delete(jobs, jDone, jDone+1)
@@ -230,6 +246,13 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			s.Done(j.ticket, Success, now-j.ticket.Start.Sub(simEpoch), at(now))
 		case 3:
 			s.Expire(at(now))
+		case 4:
+			crowdAt = time.Duration(math.MaxInt64)
+			for k := range spec.crowd.n {
+				i := len(reqs)
+				reqs = append(reqs, simReq{stream: 0, arrived: now})
+				arrive(i, &Request{Class: Normal, Tenant: uint64(1_000_000 + k)})
+			}
 		}
 	}
 	if len(waiters) != 0 || s.Queued() != 0 {

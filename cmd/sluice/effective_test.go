@@ -63,7 +63,7 @@ services:
 	assert.Equal(t, 512, own.Pool.MaxConns, "built-in default, not the top-level 100 nor the flag")
 	assert.Equal(t, 2*time.Second, own.Pool.ConnectTimeout)
 	assert.Equal(t, time.Second, own.Queue.QueueTimeout)
-	assert.Equal(t, 1024, own.Queue.QueueMax)
+	assert.Equal(t, 16384, own.Queue.QueueMax)
 }
 
 // What a reload does: the same command line, the file read again. The new
@@ -115,7 +115,7 @@ func TestPrintConfig(t *testing.T) {
 	require.Equal(t, exitOK, run(args, &stdout, &stderr, nil), stderr.String())
 	assert.Empty(t, stderr.String())
 	printed := stdout.String()
-	for _, want := range []string{"\npool:\n  max_conns: 77\n", "\nqueue:\n  queue_max: 1024\n", "queue_discipline: codel\n",
+	for _, want := range []string{"\npool:\n  max_conns: 77\n", "\nqueue:\n  queue_max: 16384\n", "queue_discipline: codel\n",
 		"standing_timeout: 25ms\n", "access_log_buffer: 65536\n", "read_buffer_size: 16384\n"} {
 		assert.Contains(t, printed, want)
 	}

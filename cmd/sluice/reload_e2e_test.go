@@ -329,8 +329,8 @@ func TestE2EReloadUnderOverload(t *testing.T) {
 	// refusals at 2× load: the documented start of a new backend, not a
 	// reload fault. 10% plus 2% of what was sent covers both (about 700
 	// refusals over a base of 4800). What it catches: a reload that
-	// dropped or refused the queue (up to queue_max = 1024 requests at
-	// once), or swapped backends that start cold every time — before
+	// dropped or refused the queue (up to what the backends serve in a queue
+	// timeout, at once), or swapped backends that start cold every time — before
 	// the scheduler remembered a drained backend's limit, ten swaps shed
 	// 6062 against 4871 without reloads.
 	limit := float64(base.shed)*1.1 + 0.02*float64(with.sent)
