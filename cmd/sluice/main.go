@@ -89,6 +89,9 @@ const (
 // It returns after a signal arrives on signals and the gateway has shut
 // down, or at once for --help, --check-config, --print-config and errors.
 func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
+	}
 	opts, fs, err := parseCommandLine(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -101,14 +104,18 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	// load computes the effective configuration from the command line: once
 	// here, and again for every reload, which thus re-reads the file under
 	// the same flags and refuses a broken file with --check-config's message.
-	load := func() (proxy.Config, error) {
+	loadAll := func() (sluiceConfig, error) {
 		cfg, err := effectiveConfig(args)
 		if err == nil {
 			cfg.Log.AccessWriter = stderr // where the access log goes is wiring, not configuration
 		}
 		return cfg, err
 	}
-	full, err := load()
+	load := func() (proxy.Config, error) {
+		cfg, err := loadAll()
+		return cfg.Config, err
+	}
+	full, err := loadAll()
 	if err != nil {
 		var ue usageErr
 		switch {
@@ -144,14 +151,26 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		return exitFailure
 	}
 
-	srv, err := proxy.New(full, log)
+	srv, err := proxy.New(full.Config, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
+		return exitFailure
+	}
+	// An admin API reload is carried out by the loop below, as SIGHUP is:
+	// one place applies reloads, in order.
+	reloads := make(chan chan error)
+	adm, err := startAdmin(log, full.Admin, srv, reloads)
+	if err != nil {
+		log.Error().Err(err).Str("admin", full.Admin.Listen).Msg("cannot start the admin listener")
+		if err := srv.Shutdown(context.Background()); err != nil {
+			log.Error().Err(err).Msg("shutdown")
+		}
 		return exitFailure
 	}
 	ln, err := net.Listen("tcp", full.Listen)
 	if err != nil {
 		log.Error().Err(err).Str("listen", full.Listen).Msg("cannot listen")
+		adm.shutdown(log)
 		// Nothing was served, but warm connections may be open.
 		if err := srv.Shutdown(context.Background()); err != nil {
 			log.Error().Err(err).Msg("shutdown")
@@ -176,14 +195,21 @@ wait:
 				err = errors.New("server stopped unexpectedly")
 			}
 			log.Error().Err(err).Msg("serve")
+			adm.shutdown(log)
 			if err := srv.Shutdown(context.Background()); err != nil {
 				log.Error().Err(err).Msg("shutdown")
 			}
 			return exitFailure
+		case done := <-reloads:
+			cfg, err := srv.ReloadFrom(load)
+			if err == nil {
+				full.Config = cfg
+			}
+			done <- err
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				if cfg, ok := reload(log, srv, load); ok {
-					full = cfg
+				if cfg, err := srv.ReloadFrom(load); err == nil {
+					full.Config = cfg
 				}
 				continue
 			}
@@ -191,6 +217,7 @@ wait:
 			break wait
 		}
 	}
+	adm.shutdown(log)
 
 	ctx, cancel := context.WithTimeout(context.Background(), full.ShutdownGrace)
 	defer cancel()
@@ -246,19 +273,4 @@ func newLogger(w io.Writer, lc proxy.LogConfig) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("log.format: want json or console, got %q", lc.Format)
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
-}
-
-// reload computes the configuration again and applies it. A refused one
-// is logged and changes nothing.
-func reload(log zerolog.Logger, srv *proxy.Server, load func() (proxy.Config, error)) (proxy.Config, bool) {
-	cfg, err := load()
-	if err == nil {
-		err = srv.Reload(cfg)
-	}
-	if err != nil {
-		log.Error().Err(err).Msg("reload refused: the running configuration stays in force")
-		return proxy.Config{}, false
-	}
-	log.Info().Msg("reloaded")
-	return cfg, true
 }
