@@ -232,6 +232,8 @@ func decodeStrict(body io.Reader, v any) error {
 		switch {
 		case errors.As(err, &te) && te.Field != "":
 			return fmt.Errorf("%s: want %s, got %s", te.Field, jsonTypeName(te.Type.String()), te.Value)
+		case errors.As(err, &te):
+			return fmt.Errorf("body: want a JSON object, got %s", te.Value)
 		case errors.As(err, &se):
 			return fmt.Errorf("body: invalid JSON at offset %d: %v", se.Offset, err)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
