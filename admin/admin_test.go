@@ -136,10 +136,7 @@ func TestDrainUnderLoadFailsNothing(t *testing.T) {
 	code, _ = r.change("/api/v1/enable", Change{Service: "web", Backend: drained})
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "enabled", r.backendStatus(drained).Mode)
-	resp, err := http.Get(r.admin + "/api/v1/events")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	all, _ := io.ReadAll(resp.Body)
+	all := r.get("/api/v1/events")
 	assert.Contains(t, string(all), `"kind": "drain"`)
 	assert.Contains(t, string(all), `"kind": "enable"`)
 }

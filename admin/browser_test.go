@@ -79,7 +79,7 @@ func TestBrowserDashboard(t *testing.T) {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		q, _ := json.Marshal(selector)
-		s, err := chromedp.Run(actx, chromedp.Evaluate[string](`(document.querySelector(` + string(q) + `) || {}).textContent || ""`))
+		s, err := chromedp.Run(actx, chromedp.Evaluate[string](`(document.querySelector(`+string(q)+`) || {}).textContent || ""`))
 		require.NoError(t, err, selector)
 		return strings.TrimSpace(s)
 	}

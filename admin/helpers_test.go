@@ -168,14 +168,22 @@ func (r *rig) change(path string, c Change) (int, map[string]any) {
 	return r.call(http.MethodPost, path, string(b), r.token)
 }
 
-func (r *rig) status() Status {
+// get reads a page of the admin listener that must answer 200.
+func (r *rig) get(path string) []byte {
 	r.t.Helper()
-	resp, err := http.Get(r.admin + "/api/v1/status")
+	resp, err := http.Get(r.admin + path)
 	require.NoError(r.t, err)
 	defer resp.Body.Close()
-	require.Equal(r.t, http.StatusOK, resp.StatusCode)
+	require.Equal(r.t, http.StatusOK, resp.StatusCode, path)
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(r.t, err)
+	return data
+}
+
+func (r *rig) status() Status {
+	r.t.Helper()
 	var st Status
-	require.NoError(r.t, json.NewDecoder(resp.Body).Decode(&st))
+	require.NoError(r.t, json.Unmarshal(r.get("/api/v1/status"), &st))
 	return st
 }
 
@@ -192,13 +200,7 @@ func (r *rig) backendStatus(id string) BackendStatus {
 
 func (r *rig) scrape() metricsText {
 	r.t.Helper()
-	resp, err := http.Get(r.admin + "/metrics")
-	require.NoError(r.t, err)
-	defer resp.Body.Close()
-	require.Equal(r.t, http.StatusOK, resp.StatusCode)
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(r.t, err)
-	return metricsText(data)
+	return metricsText(r.get("/metrics"))
 }
 
 // metricsText is a Prometheus text exposition.

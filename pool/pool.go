@@ -282,8 +282,8 @@ func (b *Backend) closeOldestIdle() bool {
 func (b *Backend) dialConn() (*Conn, error) {
 	nc, err := b.dial(b.addr, b.cfg.ConnectTimeout)
 	if err != nil {
-		<-b.slots
 		b.dialFail.Add(1)
+		<-b.slots
 		return nil, &DialError{Addr: b.addr, Err: err}
 	}
 	b.dials.Add(1)

@@ -83,17 +83,10 @@ func (s *Server) SetBackendMode(service, backend string, mode BackendMode) error
 	if int(mode) >= len(modeNames) {
 		return fmt.Errorf("mode: unknown mode %d", mode)
 	}
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	svc, u, err := s.backendLocked(service, backend)
+	err := s.setOperator(service, backend, func(_ BackendMode, limit int) (BackendMode, int) { return mode, limit })
 	if err != nil {
 		return err
 	}
-	limit := s.operatorLimitLocked(svc, backend)
-	if !svc.mon.SetOperator(backend, mode != ModeEnabled, limit, time.Now()) {
-		return fmt.Errorf("service %q: backend %q: %w", service, backend, ErrUnknownBackend)
-	}
-	u.mode = mode
 	s.emit(zerolog.InfoLevel, "backend "+mode.String(),
 		Event{Kind: modeEvents[mode], Service: service, Backend: backend, Reason: "operator"}, nil)
 	return nil
@@ -106,20 +99,33 @@ func (s *Server) SetBackendLimit(service, backend string, limit int) error {
 	if limit < 0 {
 		return fmt.Errorf("limit: want >= 0 (0 lifts the limit), got %d", limit)
 	}
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	svc, u, err := s.backendLocked(service, backend)
+	err := s.setOperator(service, backend, func(mode BackendMode, _ int) (BackendMode, int) { return mode, limit })
 	if err != nil {
 		return err
-	}
-	if !svc.mon.SetOperator(backend, u.mode != ModeEnabled, limit, time.Now()) {
-		return fmt.Errorf("service %q: backend %q: %w", service, backend, ErrUnknownBackend)
 	}
 	reason := fmt.Sprintf("fixed limit %d", limit)
 	if limit == 0 {
 		reason = "fixed limit lifted"
 	}
 	s.emit(zerolog.InfoLevel, "backend limit set", Event{Kind: EventLimit, Service: service, Backend: backend, Reason: reason}, nil)
+	return nil
+}
+
+// setOperator sets a backend's mode and fixed limit, as next says from
+// those in force, on the monitor (which combines them with the backend's
+// health) and on the upstream (for the status).
+func (s *Server) setOperator(service, backend string, next func(BackendMode, int) (BackendMode, int)) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	svc, u, err := s.backendLocked(service, backend)
+	if err != nil {
+		return err
+	}
+	mode, limit := next(u.mode, s.operatorLimitLocked(svc, backend))
+	if !svc.mon.SetOperator(backend, mode != ModeEnabled, limit, time.Now()) {
+		return fmt.Errorf("service %q: backend %q: %w", service, backend, ErrUnknownBackend)
+	}
+	u.mode = mode
 	return nil
 }
 
