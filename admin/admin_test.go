@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,11 +221,10 @@ func TestChangesRefuseBadInput(t *testing.T) {
 // Weight, limit, add and remove take effect and show in the status and
 // the metrics; reload goes through the function it was given.
 func TestChangesApply(t *testing.T) {
-	var reloaded int
+	var reloaded atomic.Int32
 	r := newRig(t, rigOptions{reloadFn: func(*proxy.Server) func() error {
 		return func() error {
-			reloaded++
-			if reloaded > 1 {
+			if reloaded.Add(1) > 1 {
 				return errors.New("services[0].backends[0]: invalid URL")
 			}
 			return nil

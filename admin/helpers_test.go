@@ -33,7 +33,6 @@ func TestMain(m *testing.M) {
 		// Keep-alive connections of the test's own HTTP client.
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("internal/poll.runtime_pollWait"),
 	)
 }
 

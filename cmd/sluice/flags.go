@@ -143,6 +143,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
   sluice --config FILE [flags]
   sluice --check-config FILE [flags]
   sluice --config FILE [flags] --print-config
+  sluice ctl [--admin ADDR] COMMAND [ARGS]     (the admin API; sluice ctl --help)
 
 Sluice is an admission-control queueing reverse proxy. It holds requests in
 priority and fair queues and releases each one only when a backend has room

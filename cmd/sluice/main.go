@@ -37,6 +37,15 @@
 // flags' overrides, and a file --check-config accepts is a file that starts.
 // A broken configuration never starts a half-configured proxy.
 //
+// # The admin listener and sluice ctl
+//
+// --admin (admin.listen) starts the admin package's listener beside the
+// gateway, before the gateway serves, so that its metrics observer sees
+// the first request. Its reload call is handed to the same loop that
+// handles SIGHUP, so reloads are applied one at a time, in order, whatever
+// asked for them. "sluice ctl COMMAND" is a client of that API for the
+// terminal (ctl.go); docs/admin.md describes both.
+//
 // # Signals
 //
 // SIGTERM or SIGINT stops accepting connections and lets in-flight requests
