@@ -11,7 +11,7 @@ DESTDIR  ?=
 # installs.
 CMDS     := $(sort $(notdir $(patsubst %/,%,$(wildcard cmd/*/))))
 
-.PHONY: all build install test test-alloc test-short demo bench bench-compare bench-overload bench-qos stream-check agent-cost fmt lint clean
+.PHONY: all build install test test-alloc test-browser test-short demo bench bench-compare bench-overload bench-qos stream-check agent-cost fmt lint clean
 
 all: build
 
@@ -37,6 +37,13 @@ test: build
 ALLOC_TESTS := ZeroAlloc$$
 test-alloc:
 	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' $(PKGS)
+
+# The admin dashboard in a real headless browser (Debian's chromium, over the
+# DevTools protocol): it loads the page while the gateway serves traffic
+# through a queue and checks the numbers against /metrics. Skips without
+# chromium, except under CI=true. About 15 s.
+test-browser:
+	$(GO) test -tags browser -count=1 -timeout 5m -run Browser ./admin
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

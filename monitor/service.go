@@ -74,6 +74,9 @@ type BackendQoS struct {
 	AgentAge   time.Duration
 	AgentError string // why the last poll failed, if it did
 	CPUCap     int    // the concurrency cap the CPU rule sets; 0 = none
+	// An operator's override (SetOperator).
+	OperatorDown  bool
+	OperatorLimit int
 }
 
 // Service watches the backends of one service: it takes a report of every
@@ -127,6 +130,12 @@ type backendQoS struct {
 	down       bool // as last published
 	slowSince  time.Time
 	publishCap int
+
+	// An operator's override (the admin API): opDown keeps the backend
+	// out of rotation whatever its health says, opLimit > 0 caps its
+	// concurrency.
+	opDown  bool
+	opLimit int
 }
 
 type window struct{ requests, failures int }
@@ -373,7 +382,7 @@ func (s *Service) publishLocked(b *backendQoS, now time.Time) {
 			s.eventLocked(b, EventHealthy, "agent no longer reports down", 0, now)
 		}
 	}
-	down := b.ejected || !b.healthy || agentDown
+	down := b.ejected || !b.healthy || agentDown || b.opDown
 	if down != b.down {
 		if !down && b.down {
 			b.slowSince = now
@@ -394,6 +403,9 @@ func (s *Service) publishLocked(b *backendQoS, now time.Time) {
 	}
 	if cc := s.cpuCap(b, fresh); cc > 0 && (c == 0 || cc < c) {
 		c = cc
+	}
+	if b.opLimit > 0 && (c == 0 || b.opLimit < c) {
+		c = b.opLimit
 	}
 	if c != b.publishCap {
 		b.publishCap = c
@@ -504,9 +516,30 @@ func (s *Service) Snapshot() []BackendQoS {
 			Consecutive: b.consecutive, SlowStart: !b.slowSince.IsZero(), LastCheck: b.lastCheck,
 			AgentCPU: b.load.CPU, AgentState: string(b.load.State), AgentAge: b.agentAge(now),
 			AgentError: b.loadErr, CPUCap: s.cpuCap(b, s.agentFresh(b, now)),
+			OperatorDown: b.opDown, OperatorLimit: b.opLimit,
 		})
 	}
 	return out
+}
+
+// SetOperator applies an operator's override to backend id: down keeps it
+// out of rotation (a drain or a disable) whatever its health says, and
+// limit > 0 caps its concurrency (0 lifts the cap). It goes through the
+// monitor rather than straight to the scheduler because the monitor is
+// the one place that combines every opinion about a backend's state and
+// cap: set on the scheduler directly, the override would be undone by the
+// next ejection ending or health check passing. False when the monitor
+// does not know id.
+func (s *Service) SetOperator(id string, down bool, limit int, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.backends[id]
+	if b == nil || s.closed {
+		return false
+	}
+	b.opDown, b.opLimit = down, limit
+	s.publishLocked(b, now)
+	return true
 }
 
 // Close stops the health checks. The monitor takes no reports after it.

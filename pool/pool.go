@@ -36,8 +36,11 @@ type Stats struct {
 	BytesOut uint64 // bytes written to the backend
 	BytesIn  uint64 // bytes read from the backend
 	Dials    uint64 // connections opened
-	Open     int    // connections open or being dialed
-	Idle     int    // connections parked in the pool
+	// DialFailures counts dials that failed (refused, timed out): a
+	// backend that is down shows here before any request fails on it.
+	DialFailures uint64
+	Open         int // connections open or being dialed
+	Idle         int // connections parked in the pool
 }
 
 // Backend is one origin server and the persistent channels to it.
@@ -58,6 +61,7 @@ type Backend struct {
 	bytesOut atomic.Uint64
 	bytesIn  atomic.Uint64
 	dials    atomic.Uint64
+	dialFail atomic.Uint64
 	waiters  atomic.Int32 // Acquire calls waiting for a connection
 
 	// Protected by mu.
@@ -278,6 +282,7 @@ func (b *Backend) closeOldestIdle() bool {
 func (b *Backend) dialConn() (*Conn, error) {
 	nc, err := b.dial(b.addr, b.cfg.ConnectTimeout)
 	if err != nil {
+		b.dialFail.Add(1)
 		<-b.slots
 		return nil, &DialError{Addr: b.addr, Err: err}
 	}
@@ -354,14 +359,15 @@ func (b *Backend) Stats() Stats {
 	idle := len(b.idle)
 	b.mu.Unlock()
 	return Stats{
-		InFlight: b.inflight.Load(),
-		Requests: b.requests.Load(),
-		Failures: b.failures.Load(),
-		BytesOut: b.bytesOut.Load(),
-		BytesIn:  b.bytesIn.Load(),
-		Dials:    b.dials.Load(),
-		Open:     b.openConns(),
-		Idle:     idle,
+		InFlight:     b.inflight.Load(),
+		Requests:     b.requests.Load(),
+		Failures:     b.failures.Load(),
+		BytesOut:     b.bytesOut.Load(),
+		BytesIn:      b.bytesIn.Load(),
+		Dials:        b.dials.Load(),
+		DialFailures: b.dialFail.Load(),
+		Open:         b.openConns(),
+		Idle:         idle,
 	}
 }
 

@@ -29,6 +29,12 @@ func newMemRig(tb testing.TB, accessLog bool) *memRig {
 // newMemRigWith is newMemRig with the proxy's configuration adjusted by
 // mut (nil: none).
 func newMemRigWith(tb testing.TB, accessLog bool, mut func(*Config)) *memRig {
+	return newMemRigObserved(tb, accessLog, mut, nil)
+}
+
+// newMemRigObserved is newMemRigWith with attach called on the proxy
+// before it serves (to add observers); nil: nothing.
+func newMemRigObserved(tb testing.TB, accessLog bool, mut func(*Config), attach func(*Server)) *memRig {
 	tb.Helper()
 	backLn := fasthttputil.NewInmemoryListener()
 	frontLn := fasthttputil.NewInmemoryListener()
@@ -54,6 +60,9 @@ func newMemRigWith(tb testing.TB, accessLog bool, mut func(*Config)) *memRig {
 	}
 	s, err := New(cfg, zerolog.Nop())
 	require.NoError(tb, err)
+	if attach != nil {
+		attach(s)
+	}
 	frontDone := make(chan struct{})
 	go func() { defer close(frontDone); _ = s.Serve(frontLn) }()
 	client := &fasthttp.HostClient{
@@ -136,6 +145,12 @@ func TestProxyZeroAlloc(t *testing.T) {
 	}
 	rig := newMemRig(t, true)
 	defer rig.stop()
+	requireZeroAllocRequests(t, rig)
+}
+
+// requireZeroAllocRequests fails t unless a proxied request through rig
+// allocates nothing once the pools are warm.
+func requireZeroAllocRequests(t *testing.T, rig *memRig) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)

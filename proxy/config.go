@@ -110,6 +110,12 @@ type LogConfig struct {
 	AccessLogFlush time.Duration `yaml:"access_log_flush"`
 	// AccessLogBuffer is the access-log buffer size in bytes. Default 64 KiB.
 	AccessLogBuffer int `yaml:"access_log_buffer"`
+	// AccessLogSample is the fraction of requests that get an access-log
+	// line, in (0, 1]: 0.01 logs one request in a hundred, evenly spread
+	// (a counter, not a coin toss), so that under very high load logging
+	// cannot become the bottleneck. Default 1: every request. Metrics count
+	// every request whatever the sample.
+	AccessLogSample float64 `yaml:"access_log_sample"`
 	// AccessWriter receives the access log. Default os.Stderr. Not
 	// configurable from YAML: cmd/sluice sets it.
 	AccessWriter io.Writer `yaml:"-"`

@@ -67,6 +67,22 @@
 // maxHooks at once, and Shutdown waits for them (each bounded by its
 // timeout).
 //
+// # Runtime changes, snapshots and events
+//
+// An operator's changes (runtime.go: drain, disable, enable, weight, a
+// fixed limit, adding and removing a backend) take reloadMu as a reload
+// does. Adding and removing derive the next configuration from the
+// running one and apply it through the reload's own path (applyLocked),
+// so the running configuration always says what is in force and a later
+// reload re-applies the file; drain, disable and the fixed limit are
+// overrides the monitor combines with the backend's health
+// (monitor.Service.SetOperator), so an ejection ending does not undo them.
+// Snapshot joins the scheduler's, the monitor's and the pools' views of
+// every backend for the admin listener. Every event (the monitor's,
+// reloads, an operator's changes, a standby's pool being ready) goes
+// through one sink, emit (events.go): a log line marked "log":"event",
+// a bounded ring and a count per kind.
+//
 // # Streaming
 //
 // The server runs with StreamRequestBody. A body with a Content-Length up
@@ -136,6 +152,8 @@
 //
 // The access log is zerolog into a buffer flushed when full, every
 // Log.AccessLogFlush, and on Shutdown: no write syscall per request.
+// Log.AccessLogSample keeps a fraction of the lines, chosen by a counter
+// (one atomic add), for request rates at which even that costs too much.
 //
 // # Timeouts
 //

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
@@ -56,7 +58,8 @@ type upstream struct {
 
 	// Protected by Server.reloadMu.
 	pcfg   pool.Config
-	leaves int // how many times it was removed: a drain closes only its own
+	leaves int         // how many times it was removed: a drain closes only its own
+	mode   BackendMode // an operator's drain or disable (runtime.go)
 
 	probing atomic.Bool // a liveness probe is running (liveness.go)
 }
@@ -93,6 +96,25 @@ func (s *Server) Reload(cfg Config) error {
 	return s.apply(cfg, time.Now())
 }
 
+// ReloadFrom computes a configuration with load and applies it with
+// Reload, and reports the result as an event either way: SIGHUP and the
+// admin API's reload both come here, so both are counted and logged
+// alike, a file that does not load as much as one that does not apply.
+// It returns the configuration now in force when it was applied.
+func (s *Server) ReloadFrom(load func() (Config, error)) (Config, error) {
+	cfg, err := load()
+	if err == nil {
+		err = s.Reload(cfg)
+	}
+	if err != nil {
+		s.emit(zerolog.ErrorLevel, "reload refused: the running configuration stays in force",
+			Event{Kind: EventReloadFailed, Error: err.Error()}, nil)
+		return Config{}, err
+	}
+	s.emit(zerolog.InfoLevel, "reloaded", Event{Kind: EventReload}, nil)
+	return s.rt.Load().cfg, nil
+}
+
 // restartOnly lists the settings that differ between a and b and that a
 // reload cannot change.
 func restartOnly(a, b Config) []string {
@@ -118,6 +140,13 @@ func restartOnly(a, b Config) []string {
 func (s *Server) apply(cfg Config, now time.Time) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	return s.applyLocked(cfg, now)
+}
+
+// applyLocked is apply with reloadMu held: the admin's runtime changes
+// derive the next configuration from the running one under the same
+// lock, so that two changes cannot lose each other.
+func (s *Server) applyLocked(cfg Config, now time.Time) error {
 	keep := make(map[string]*service, len(cfg.Services))
 	for _, sc := range cfg.Services {
 		svc, err := s.configureService(sc, now)
@@ -166,7 +195,7 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		}
 		svc = &service{name: sc.Name, sched: sched,
 			upstreams: make(map[string]*upstream), leaving: make(map[string]*upstream)}
-		svc.mon = monitor.NewService(sc.Name, mcfg, sched, s.logEvent)
+		svc.mon = monitor.NewService(sc.Name, mcfg, sched, s.monitorEvent)
 		svc.retries = newRetryBudget()
 	}
 	// The backends: those configured, and the active standbys that stay
@@ -244,6 +273,7 @@ func (s *Server) leaveLocked(svc *service, u *upstream) {
 	delete(svc.upstreams, u.id)
 	svc.leaving[u.id] = u
 	u.leaves++
+	u.mode = ModeEnabled // the monitor forgets the override with the backend
 	s.drainUpstream(svc, u, u.leaves, s.graceOf())
 }
 
@@ -401,40 +431,6 @@ func (s *Server) tickMonitors(stop <-chan struct{}, done chan<- struct{}) {
 			}
 		}
 	}
-}
-
-// logEvent writes a monitor event to the log.
-func (s *Server) logEvent(e monitor.Event) {
-	ev := s.log.Warn()
-	msg := "backend " + e.Kind.String()
-	switch e.Kind {
-	case monitor.EventReturned, monitor.EventHealthy:
-		ev = s.log.Info()
-	case monitor.EventActivated:
-		msg = "standby activated"
-	case monitor.EventReleased:
-		ev, msg = s.log.Info(), "standby released"
-	case monitor.EventNeedCapacity:
-		msg = "service needs capacity: no standby left"
-	}
-	ev = ev.Str("event", e.Kind.String()).Str("service", e.Service)
-	if e.Backend != "" {
-		ev = ev.Str("backend", e.Backend)
-	}
-	ev = ev.Str("reason", e.Reason)
-	if e.For > 0 {
-		ev = ev.Dur("for", e.For)
-	}
-	if f := e.Figures; f != nil {
-		ev = ev.Dur("queue_wait_p95", f.QueueWaitP95).Float64("refusal_rate", f.RefusalRate).
-			Dur("latency_p95", f.LatencyP95).Dur("latency_unloaded_p95", f.LatencyUnloaded).
-			Float64("admitted_rps", f.AdmittedRate).Float64("capacity_rps", f.Capacity).
-			Int("backends_up", f.BackendsUp).Int("standby_active", f.StandbyActive).Int("standby_left", f.StandbyLeft)
-		if f.HasCPU {
-			ev = ev.Float64("agent_cpu", f.CPU)
-		}
-	}
-	ev.Msg(msg)
 }
 
 // close closes the pools of every backend of svc, those leaving too.

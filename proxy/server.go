@@ -48,6 +48,8 @@ type Server struct {
 	// finishing later closes its own.
 	poolsClosed bool
 
+	events eventLog // the event sink's ring and counts (events.go)
+
 	hooks     sync.WaitGroup // provisioning hooks running (standby.go)
 	hookSlots chan struct{}  // one token per hook running, at most maxHooks
 
@@ -89,7 +91,8 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		if cfg.Log.Format == "console" {
 			w = zerolog.ConsoleWriter{Out: s.alog}
 		}
-		s.AddObserver(&accessLog{zerolog.New(w).With().Timestamp().Str("log", "access").Logger()})
+		s.AddObserver(&accessLog{l: zerolog.New(w).With().Timestamp().Str("log", "access").Logger(),
+			sample: newSampler(cfg.Log.AccessLogSample)})
 	}
 	s.fs = &fasthttp.Server{
 		Handler:      s.handle,

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/scheduler"
 )
@@ -153,8 +155,9 @@ func (s *Server) activateStandby(svc *service, id string) {
 		svc.upstreams[id] = u
 		addr, _ := backendAddr(id) // validated
 		svc.mon.AddBackend(id, addr, now)
-		s.log.Info().Str("service", svc.name).Str("backend", id).Dur("warm_up", now.Sub(start)).
-			Msg("standby taking requests, in slow start")
+		s.emit(zerolog.InfoLevel, "standby taking requests, in slow start",
+			Event{Time: now, Kind: EventStandbyReady, Service: svc.name, Backend: id,
+				Reason: "pool warm after " + now.Sub(start).Round(time.Millisecond).String()}, nil)
 	}()
 }
 

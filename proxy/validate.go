@@ -68,6 +68,9 @@ func (c Config) WithDefaults() Config {
 		c.Log.AccessLog = &on
 	}
 	setDur(&c.Log.AccessLogFlush, DefaultAccessLogFlush)
+	if c.Log.AccessLogSample == 0 {
+		c.Log.AccessLogSample = 1
+	}
 	if c.Log.AccessLogBuffer == 0 {
 		c.Log.AccessLogBuffer = DefaultAccessLogBuffer
 	}
@@ -226,6 +229,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("limits.max_url_bytes: must be >= 0, got %d", c.Limits.MaxURLBytes)
 	case c.Limits.MaxBodyBytes < 0:
 		return fmt.Errorf("limits.max_body_bytes: must be >= 0, got %d", c.Limits.MaxBodyBytes)
+	case !(c.Log.AccessLogSample >= 0 && c.Log.AccessLogSample <= 1): // 0: the default
+		return fmt.Errorf("log.access_log_sample: want a fraction in (0, 1], got %v", c.Log.AccessLogSample)
 	case c.Log.AccessLogBuffer < 0:
 		return fmt.Errorf("log.access_log_buffer: must be >= 0, got %d", c.Log.AccessLogBuffer)
 	}

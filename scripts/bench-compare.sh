@@ -17,6 +17,10 @@
 #   WARMUP=2s       unmeasured wrk load before each run
 #   CONNS=32        wrk connections (one wrk thread)
 #   PROXIES="haproxy nginx sluice"
+#                   sluice_scraped is Sluice with its admin listener on and
+#                   /metrics scraped every second (curl, on LOAD_CPU), so
+#                   that PROXIES="sluice sluice_scraped" measures what the
+#                   metrics cost, interleaved in one run
 #   PROXY_CPU=0 LOAD_CPU=1   cores for the proxy, and for origin + wrk
 #   SLUICE_ARGS=    extra flags for sluice
 #   SKIP_BUILD=1    use bin/sluice as it is
@@ -214,6 +218,19 @@ start_sluice() {
 	PID=$!
 }
 
+# start_sluice_scraped is start_sluice with the admin listener on and a
+# scraper reading /metrics every second, as Prometheus would; the
+# scraper's own CPU is not counted, Sluice's answering it is.
+start_sluice_scraped() {
+	local admin
+	admin=$(free_port)
+	SLUICE_ARGS="$SLUICE_ARGS --admin 127.0.0.1:$admin" start_sluice "$1"
+	wait_http "$admin"
+	taskset -c "$LOAD_CPU" bash -c "while sleep 1; do curl -sf -o /dev/null http://127.0.0.1:$admin/metrics || exit 1; done" &
+	SCRAPER=$!
+	PIDS+=("$SCRAPER")
+}
+
 # one_run PROXY prints "requests/s cpu_us_per_request non2xx" for one run.
 one_run() {
 	local name=$1 port out t0 t1 reqs rps bad errs
@@ -225,6 +242,10 @@ one_run() {
 	t0=$(cpu_ticks "$PID")
 	out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/")
 	t1=$(cpu_ticks "$PID")
+	if [ -n "${SCRAPER:-}" ]; then
+		stop "$SCRAPER"
+		SCRAPER=
+	fi
 	stop "$PID"
 	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
 	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
@@ -248,13 +269,13 @@ for run in $(seq "$RUNS"); do
 		r=$(<"$TMP/run.out")
 		echo "$r" >>"$TMP/$p.results"
 		read -r rps us bad <<<"$r"
-		log "run $run  $(printf '%-8s %9s req/s %8s us/req' "$p" "$rps" "$us")$([ "$bad" != 0 ] && echo "  NON-2xx: $bad")"
+		log "run $run  $(printf '%-14s %9s req/s %8s us/req' "$p" "$rps" "$us")$([ "$bad" != 0 ] && echo "  NON-2xx: $bad")"
 	done
 done
 
 echo
 echo "CPU per request, median of $RUNS runs (proxy on one core; wrk -t1 -c$CONNS -d$DURATION)"
-printf '%-8s %12s %14s %12s %s\n' proxy "req/s" "CPU us/req" "vs haproxy" "non-2xx"
+printf '%-14s %12s %14s %12s %s\n' proxy "req/s" "CPU us/req" "vs haproxy" "non-2xx"
 base=
 if [[ " $PROXIES " == *" haproxy "* ]]; then
 	base=$(awk '{print $2}' "$TMP/haproxy.results" | median)
@@ -265,5 +286,5 @@ for p in $PROXIES; do
 	bad=$(awk '{s += $3} END {print s + 0}' "$TMP/$p.results")
 	ratio=-
 	if [ -n "$base" ]; then ratio=$(awk -v a="$us" -v b="$base" 'BEGIN { printf "%.2fx", a / b }'); fi
-	printf '%-8s %12.0f %14.2f %12s %s\n' "$p" "$rps" "$us" "$ratio" "$bad"
+	printf '%-14s %12.0f %14.2f %12s %s\n' "$p" "$rps" "$us" "$ratio" "$bad"
 done

@@ -11,8 +11,6 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/sluiceproxy/sluice/proxy"
 )
 
 // maxConfigBytes bounds a configuration file: anything larger is a mistake
@@ -24,7 +22,7 @@ const maxConfigBytes = 4 << 20
 // pointed at a line of the file.
 type configFile struct {
 	name string
-	cfg  proxy.Config
+	cfg  sluiceConfig
 	root *yaml.Node // the document's top-level mapping; nil for an empty file
 }
 

@@ -22,8 +22,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/sluiceproxy/sluice/proxy"
 )
 
 var docsPath = filepath.Join("..", "..", "docs", "configuration.md")
@@ -40,15 +38,19 @@ type configField struct {
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
-// configFields lists every key of proxy.Config, sections before their keys.
+// configFields lists every key of the file (sluiceConfig), sections before their keys.
 func configFields() []configField {
 	var out []configField
 	var walk func(t reflect.Type, prefix string)
 	walk = func(t reflect.Type, prefix string) {
 		for i := range t.NumField() {
 			sf := t.Field(i)
-			name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+			name, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
 			if name == "-" || !sf.IsExported() {
+				continue
+			}
+			if opts == "inline" {
+				walk(sf.Type, prefix)
 				continue
 			}
 			if name == "" {
@@ -71,12 +73,12 @@ func configFields() []configField {
 			}
 		}
 	}
-	walk(reflect.TypeFor[proxy.Config](), "")
+	walk(reflect.TypeFor[sluiceConfig](), "")
 	return out
 }
 
 // valueAt returns the value at path in cfg; "[]" is the list's first item.
-func valueAt(cfg *proxy.Config, path string) (reflect.Value, bool) {
+func valueAt(cfg *sluiceConfig, path string) (reflect.Value, bool) {
 	v := reflect.ValueOf(cfg).Elem()
 	for _, seg := range strings.Split(path, ".") {
 		name, isList := strings.CutSuffix(seg, "[]")
@@ -86,17 +88,11 @@ func valueAt(cfg *proxy.Config, path string) (reflect.Value, bool) {
 			}
 			v = v.Elem()
 		}
-		found := false
-		for i := range v.NumField() {
-			tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
-			if tag == name {
-				v, found = v.Field(i), true
-				break
-			}
-		}
+		f, found := fieldByTag(v, name)
 		if !found {
 			return v, false
 		}
+		v = f
 		if isList {
 			if v.Len() == 0 {
 				return v, false
@@ -105,6 +101,24 @@ func valueAt(cfg *proxy.Config, path string) (reflect.Value, bool) {
 		}
 	}
 	return v, true
+}
+
+// fieldByTag finds the field of struct v whose yaml key is name, looking
+// into inline fields too.
+func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+	for i := range v.NumField() {
+		tag, opts, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			if f, ok := fieldByTag(v.Field(i), name); ok {
+				return f, true
+			}
+			continue
+		}
+		if tag == name {
+			return v.Field(i), true
+		}
+	}
+	return v, false
 }
 
 // render shows a value as --print-config does.
@@ -120,7 +134,7 @@ func render(v reflect.Value) string {
 // write: one service and one route, everything else left out. Every field
 // it holds that the file does not set is the default that the help, the
 // docs and the example must agree with.
-func effectiveDefaults(t *testing.T) proxy.Config {
+func effectiveDefaults(t *testing.T) sluiceConfig {
 	t.Helper()
 	p := writeFile(t, "least.yaml", "services:\n  - name: a\n    backends: [http://127.0.0.1:1]\nroutes:\n  - service: a\n")
 	cfg, err := effectiveConfig([]string{"--config", p})
@@ -130,7 +144,7 @@ func effectiveDefaults(t *testing.T) proxy.Config {
 
 // flagTargets maps each flag bound to a configuration field to the field's
 // path, by the address the flag writes to.
-func flagTargets(fs *flag.FlagSet, cfg *proxy.Config) map[string]string {
+func flagTargets(fs *flag.FlagSet, cfg *sluiceConfig) map[string]string {
 	addrs := map[uintptr]string{}
 	for _, f := range configFields() {
 		if f.section || strings.Contains(f.path, "[]") {
@@ -190,7 +204,7 @@ func TestHelpShowsEffectiveDefaults(t *testing.T) {
 		}
 		// Read the shown default back through the flag itself, so that
 		// "1m0s" and "60s" or "adaptive" and "" compare by value.
-		var c proxy.Config
+		var c sluiceConfig
 		var o options
 		fs := newFlagSet(&c, &o)
 		if err := fs.Set(f.Name, shown); err != nil {
@@ -435,7 +449,7 @@ func TestDocsDefaultsAreEffectiveDefaults(t *testing.T) {
 // configuration.
 func TestDocsNameEveryFlag(t *testing.T) {
 	d := readDocs(t)
-	var cfg proxy.Config
+	var cfg sluiceConfig
 	var opts options
 	fs := newFlagSet(&cfg, &opts)
 	targets := flagTargets(fs, &cfg)

@@ -8,8 +8,18 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sluiceproxy/sluice/admin"
 	"github.com/sluiceproxy/sluice/proxy"
 )
+
+// sluiceConfig is everything the file and the flags set: the gateway's
+// configuration and the admin listener's, each owned by its package. The
+// gateway's keys stay at the top level of the file (inline); the admin
+// listener's are under admin:.
+type sluiceConfig struct {
+	proxy.Config `yaml:",inline"`
+	Admin        admin.Config `yaml:"admin"`
+}
 
 // The effective configuration is what Sluice runs with: the file, the flags
 // given on top of it, then every default, then validation. This file is the
@@ -28,10 +38,10 @@ import (
 // cannot be read or is invalid is any other error, naming the file, the
 // field by its path, the bad value and, when the file sets the field, its
 // line.
-func effectiveConfig(args []string) (proxy.Config, error) {
+func effectiveConfig(args []string) (sluiceConfig, error) {
 	opts, _, err := parseCommandLine(args)
 	if err != nil {
-		return proxy.Config{}, err
+		return sluiceConfig{}, err
 	}
 	path := opts.checkPath
 	if path == "" {
@@ -39,7 +49,7 @@ func effectiveConfig(args []string) (proxy.Config, error) {
 	}
 	cfg, cf, err := assemble(args, path)
 	if err != nil {
-		return proxy.Config{}, err
+		return sluiceConfig{}, err
 	}
 	return complete(cf, cfg)
 }
@@ -50,7 +60,7 @@ func effectiveConfig(args []string) (proxy.Config, error) {
 // read. The flags are bound to the defaults, so that the returned set is
 // what --help shows. flag.ErrHelp asks for --help.
 func parseCommandLine(args []string) (options, *flag.FlagSet, error) {
-	defaults := proxy.Config{}.WithDefaults()
+	defaults := sluiceConfig{Config: proxy.Config{}.WithDefaults()}
 	var opts options
 	fs := newFlagSet(&defaults, &opts)
 	if err := fs.Parse(args); err != nil {
@@ -67,8 +77,8 @@ func parseCommandLine(args []string) (options, *flag.FlagSet, error) {
 
 // assemble builds the configuration as the user wrote it, before defaults:
 // the file at configPath (if any), then the flags in args on top of it.
-func assemble(args []string, configPath string) (proxy.Config, *configFile, error) {
-	var cfg proxy.Config
+func assemble(args []string, configPath string) (sluiceConfig, *configFile, error) {
+	var cfg sluiceConfig
 	var cf *configFile
 	if configPath != "" {
 		var err error
@@ -106,10 +116,13 @@ func assemble(args []string, configPath string) (proxy.Config, *configFile, erro
 
 // complete fills in the defaults and validates the result, once. Errors are
 // located in cf, the file cfg came from (nil: flags only).
-func complete(cf *configFile, cfg proxy.Config) (proxy.Config, error) {
-	full := cfg.WithDefaults()
-	if err := full.Validate(); err != nil {
-		return proxy.Config{}, validationError(cf, err)
+func complete(cf *configFile, cfg sluiceConfig) (sluiceConfig, error) {
+	full := sluiceConfig{Config: cfg.Config.WithDefaults(), Admin: cfg.Admin.WithDefaults()}
+	if err := full.Config.Validate(); err != nil {
+		return sluiceConfig{}, validationError(cf, err)
+	}
+	if err := full.Admin.Validate(); err != nil {
+		return sluiceConfig{}, validationError(cf, err)
 	}
 	return full, nil
 }
@@ -117,7 +130,7 @@ func complete(cf *configFile, cfg proxy.Config) (proxy.Config, error) {
 // printConfig writes cfg as YAML, in the file's own keys: --print-config.
 // The output is itself a configuration that gives the same effective
 // configuration.
-func printConfig(w io.Writer, cfg proxy.Config) error {
+func printConfig(w io.Writer, cfg sluiceConfig) error {
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	if err := enc.Encode(cfg); err != nil {

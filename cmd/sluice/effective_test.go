@@ -26,7 +26,7 @@ func TestEffectiveConfigIsComplete(t *testing.T) {
 	} {
 		cfg, err := effectiveConfig(args)
 		require.NoError(t, err, "%v", args)
-		assert.Equal(t, cfg, cfg.WithDefaults(), "%v: defaults left to fill in", args)
+		assert.Equal(t, cfg.Config, cfg.WithDefaults(), "%v: defaults left to fill in", args)
 		require.NoError(t, cfg.Validate(), "%v", args)
 		for i, s := range cfg.Services {
 			assert.NotNil(t, s.Queue, "%v: services[%d].queue", args, i)

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/url"
 	"strings"
-
-	"github.com/sluiceproxy/sluice/proxy"
 )
 
 // options are the flags that steer the command itself rather than the
@@ -38,7 +36,8 @@ var flagGroups = []flagGroup{
 		"max-conns", "warm-conns", "connect-timeout", "response-header-timeout", "backend-idle-timeout"}},
 	{"Classification", []string{"priority-header", "tenant-header", "tenant-from", "api-key-header",
 		"deadline-header"}},
-	{"Logging", []string{"log-format", "log-level", "access-log"}},
+	{"Logging", []string{"log-format", "log-level", "access-log", "access-log-sample"}},
+	{"Admin listener", []string{"admin", "admin-token-file"}},
 	{"Backend health (default for services whose monitor is not set in the file)", []string{
 		"outlier-disabled", "outlier-consecutive-failures", "outlier-failure-rate", "outlier-min-requests",
 		"outlier-interval", "outlier-base-ejection-time", "outlier-max-ejection-time",
@@ -59,7 +58,7 @@ var flagGroups = []flagGroup{
 // field's current value as the flag's default. Binding the flags to a
 // configuration already loaded from a file is what makes flags override
 // the file: Parse only touches the fields whose flags were given.
-func newFlagSet(cfg *proxy.Config, opts *options) *flag.FlagSet {
+func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // run prints errors and usage itself
 
@@ -131,8 +130,12 @@ func newFlagSet(cfg *proxy.Config, opts *options) *flag.FlagSet {
 	fs.StringVar(&lg.Level, "log-level", lg.Level, "lowest log `level`: trace, debug, info, warn, error")
 	fs.Var(boolPtrValue{&lg.AccessLog}, "access-log", "log one line per request (--access-log=false to turn off)")
 
+	fs.Float64Var(&lg.AccessLogSample, "access-log-sample", lg.AccessLogSample,
+		"`fraction` of requests that get an access-log line, in (0, 1]: 0.01 logs one in a hundred, evenly spread")
+
 	cfg.Queue.RegisterFlags(fs)
 	cfg.Monitor.RegisterFlags(fs)
+	cfg.Admin.RegisterFlags(fs)
 	return fs
 }
 
@@ -144,6 +147,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
   sluice --check-config FILE [flags]
   sluice --config FILE [flags] --print-config
   sluice --version
+  sluice ctl [--admin ADDR] COMMAND [ARGS]     (the admin API; sluice ctl --help)
 
 Sluice is an admission-control queueing reverse proxy. It holds requests in
 priority and fair queues and releases each one only when a backend has room

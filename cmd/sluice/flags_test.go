@@ -34,13 +34,13 @@ func TestFlagsWithoutFile(t *testing.T) {
 func TestDefaultsWhenNeitherFileNorFlag(t *testing.T) {
 	cfg, _, err := assemble([]string{"--backend", "http://127.0.0.1:9001"}, "")
 	require.NoError(t, err)
-	want := proxy.Config{Services: []proxy.ServiceConfig{{Name: "default", Backends: []string{"http://127.0.0.1:9001"}}}}
+	want := sluiceConfig{Config: proxy.Config{Services: []proxy.ServiceConfig{{Name: "default", Backends: []string{"http://127.0.0.1:9001"}}}}}
 	assert.Equal(t, want, cfg)
 
 	p := writeFile(t, "min.yaml", "services:\n  - name: a\n    backends: [http://127.0.0.1:1]\n")
 	cfg, _, err = assemble([]string{"--config", p}, p)
 	require.NoError(t, err)
-	want = proxy.Config{Services: []proxy.ServiceConfig{{Name: "a", Backends: []string{"http://127.0.0.1:1"}}}}
+	want = sluiceConfig{Config: proxy.Config{Services: []proxy.ServiceConfig{{Name: "a", Backends: []string{"http://127.0.0.1:1"}}}}}
 	assert.Equal(t, want, cfg)
 }
 
@@ -98,33 +98,36 @@ func TestEveryFlagSetsItsField(t *testing.T) {
 	f := false
 	cases := []struct {
 		flag, value string
-		get         func(c *proxy.Config) any
+		get         func(c *sluiceConfig) any
 		want        any
 	}{
-		{"listen", "127.0.0.1:1", func(c *proxy.Config) any { return c.Listen }, "127.0.0.1:1"},
-		{"shutdown-grace", "3s", func(c *proxy.Config) any { return c.ShutdownGrace }, 3 * time.Second},
-		{"client-header-timeout", "1s", func(c *proxy.Config) any { return c.Timeouts.ClientHeader }, time.Second},
-		{"client-body-timeout", "2s", func(c *proxy.Config) any { return c.Timeouts.ClientBody }, 2 * time.Second},
-		{"client-write-timeout", "4s", func(c *proxy.Config) any { return c.Timeouts.ClientWrite }, 4 * time.Second},
-		{"idle-timeout", "3s", func(c *proxy.Config) any { return c.Timeouts.Idle }, 3 * time.Second},
-		{"max-header-bytes", "100", func(c *proxy.Config) any { return c.Limits.MaxHeaderBytes }, 100},
-		{"max-url-bytes", "200", func(c *proxy.Config) any { return c.Limits.MaxURLBytes }, 200},
-		{"max-body-bytes", "300", func(c *proxy.Config) any { return c.Limits.MaxBodyBytes }, int64(300)},
-		{"max-conns", "4", func(c *proxy.Config) any { return c.Pool.MaxConns }, 4},
-		{"warm-conns", "2", func(c *proxy.Config) any { return c.Pool.WarmConns }, 2},
-		{"connect-timeout", "4s", func(c *proxy.Config) any { return c.Pool.ConnectTimeout }, 4 * time.Second},
-		{"response-header-timeout", "5s", func(c *proxy.Config) any { return c.Pool.ResponseHeaderTimeout }, 5 * time.Second},
-		{"backend-idle-timeout", "6s", func(c *proxy.Config) any { return c.Pool.IdleTimeout }, 6 * time.Second},
-		{"priority-header", "X-P", func(c *proxy.Config) any { return c.Classify.PriorityHeader }, "X-P"},
-		{"tenant-header", "X-T", func(c *proxy.Config) any { return c.Classify.TenantHeader }, "X-T"},
-		{"tenant-from", "api-key", func(c *proxy.Config) any { return c.Classify.TenantFrom }, "api-key"},
-		{"api-key-header", "X-K", func(c *proxy.Config) any { return c.Classify.APIKeyHeader }, "X-K"},
-		{"deadline-header", "X-D", func(c *proxy.Config) any { return c.Classify.DeadlineHeader }, "X-D"},
-		{"log-format", "console", func(c *proxy.Config) any { return c.Log.Format }, "console"},
-		{"log-level", "warn", func(c *proxy.Config) any { return c.Log.Level }, "warn"},
-		{"access-log", "false", func(c *proxy.Config) any { return c.Log.AccessLog }, &f},
-		{"queue-max", "77", func(c *proxy.Config) any { return c.Queue.QueueMax }, 77},
-		{"queue-timeout", "1s", func(c *proxy.Config) any { return c.Queue.QueueTimeout }, time.Second},
+		{"listen", "127.0.0.1:1", func(c *sluiceConfig) any { return c.Listen }, "127.0.0.1:1"},
+		{"shutdown-grace", "3s", func(c *sluiceConfig) any { return c.ShutdownGrace }, 3 * time.Second},
+		{"client-header-timeout", "1s", func(c *sluiceConfig) any { return c.Timeouts.ClientHeader }, time.Second},
+		{"client-body-timeout", "2s", func(c *sluiceConfig) any { return c.Timeouts.ClientBody }, 2 * time.Second},
+		{"client-write-timeout", "4s", func(c *sluiceConfig) any { return c.Timeouts.ClientWrite }, 4 * time.Second},
+		{"idle-timeout", "3s", func(c *sluiceConfig) any { return c.Timeouts.Idle }, 3 * time.Second},
+		{"max-header-bytes", "100", func(c *sluiceConfig) any { return c.Limits.MaxHeaderBytes }, 100},
+		{"max-url-bytes", "200", func(c *sluiceConfig) any { return c.Limits.MaxURLBytes }, 200},
+		{"max-body-bytes", "300", func(c *sluiceConfig) any { return c.Limits.MaxBodyBytes }, int64(300)},
+		{"max-conns", "4", func(c *sluiceConfig) any { return c.Pool.MaxConns }, 4},
+		{"warm-conns", "2", func(c *sluiceConfig) any { return c.Pool.WarmConns }, 2},
+		{"connect-timeout", "4s", func(c *sluiceConfig) any { return c.Pool.ConnectTimeout }, 4 * time.Second},
+		{"response-header-timeout", "5s", func(c *sluiceConfig) any { return c.Pool.ResponseHeaderTimeout }, 5 * time.Second},
+		{"backend-idle-timeout", "6s", func(c *sluiceConfig) any { return c.Pool.IdleTimeout }, 6 * time.Second},
+		{"priority-header", "X-P", func(c *sluiceConfig) any { return c.Classify.PriorityHeader }, "X-P"},
+		{"tenant-header", "X-T", func(c *sluiceConfig) any { return c.Classify.TenantHeader }, "X-T"},
+		{"tenant-from", "api-key", func(c *sluiceConfig) any { return c.Classify.TenantFrom }, "api-key"},
+		{"api-key-header", "X-K", func(c *sluiceConfig) any { return c.Classify.APIKeyHeader }, "X-K"},
+		{"deadline-header", "X-D", func(c *sluiceConfig) any { return c.Classify.DeadlineHeader }, "X-D"},
+		{"log-format", "console", func(c *sluiceConfig) any { return c.Log.Format }, "console"},
+		{"log-level", "warn", func(c *sluiceConfig) any { return c.Log.Level }, "warn"},
+		{"access-log", "false", func(c *sluiceConfig) any { return c.Log.AccessLog }, &f},
+		{"access-log-sample", "0.25", func(c *sluiceConfig) any { return c.Log.AccessLogSample }, 0.25},
+		{"admin", "127.0.0.1:9901", func(c *sluiceConfig) any { return c.Admin.Listen }, "127.0.0.1:9901"},
+		{"admin-token-file", "t", func(c *sluiceConfig) any { return c.Admin.TokenFile }, "t"},
+		{"queue-max", "77", func(c *sluiceConfig) any { return c.Queue.QueueMax }, 77},
+		{"queue-timeout", "1s", func(c *sluiceConfig) any { return c.Queue.QueueTimeout }, time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.flag, func(t *testing.T) {
@@ -203,7 +206,7 @@ func TestHelpListsEveryFlagInGroups(t *testing.T) {
 	out := stdout.String()
 	assert.Empty(t, stderr.String())
 
-	var cfg proxy.Config
+	var cfg sluiceConfig
 	var opts options
 	fs := newFlagSet(&cfg, &opts)
 	n := 0
@@ -226,7 +229,7 @@ func TestHelpListsEveryFlagInGroups(t *testing.T) {
 // Every name a group lists is a real flag: a renamed flag must not vanish
 // from --help.
 func TestFlagGroupsNameRealFlags(t *testing.T) {
-	var cfg proxy.Config
+	var cfg sluiceConfig
 	var opts options
 	fs := newFlagSet(&cfg, &opts)
 	for _, g := range flagGroups {

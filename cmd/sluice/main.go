@@ -37,6 +37,15 @@
 // flags' overrides, and a file --check-config accepts is a file that starts.
 // A broken configuration never starts a half-configured proxy.
 //
+// # The admin listener and sluice ctl
+//
+// --admin (admin.listen) starts the admin package's listener beside the
+// gateway, before the gateway serves, so that its metrics observer sees
+// the first request. Its reload call is handed to the same loop that
+// handles SIGHUP, so reloads are applied one at a time, in order, whatever
+// asked for them. "sluice ctl COMMAND" is a client of that API for the
+// terminal (ctl.go); docs/admin.md describes both.
+//
 // # Signals
 //
 // SIGTERM or SIGINT stops accepting connections and lets in-flight requests
@@ -94,6 +103,9 @@ const (
 // down, or at once for --help, --version, --check-config, --print-config
 // and errors.
 func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
+	}
 	opts, fs, err := parseCommandLine(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -112,14 +124,18 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	// load computes the effective configuration from the command line: once
 	// here, and again for every reload, which thus re-reads the file under
 	// the same flags and refuses a broken file with --check-config's message.
-	load := func() (proxy.Config, error) {
+	loadAll := func() (sluiceConfig, error) {
 		cfg, err := effectiveConfig(args)
 		if err == nil {
 			cfg.Log.AccessWriter = stderr // where the access log goes is wiring, not configuration
 		}
 		return cfg, err
 	}
-	full, err := load()
+	load := func() (proxy.Config, error) {
+		cfg, err := loadAll()
+		return cfg.Config, err
+	}
+	full, err := loadAll()
 	if err != nil {
 		var ue usageErr
 		switch {
@@ -155,14 +171,26 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		return exitFailure
 	}
 
-	srv, err := proxy.New(full, log)
+	srv, err := proxy.New(full.Config, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
+		return exitFailure
+	}
+	// An admin API reload is carried out by the loop below, as SIGHUP is:
+	// one place applies reloads, in order.
+	reloads := make(chan chan error)
+	adm, err := startAdmin(log, full.Admin, srv, reloads)
+	if err != nil {
+		log.Error().Err(err).Str("admin", full.Admin.Listen).Msg("cannot start the admin listener")
+		if err := srv.Shutdown(context.Background()); err != nil {
+			log.Error().Err(err).Msg("shutdown")
+		}
 		return exitFailure
 	}
 	ln, err := net.Listen("tcp", full.Listen)
 	if err != nil {
 		log.Error().Err(err).Str("listen", full.Listen).Msg("cannot listen")
+		adm.shutdown(log)
 		// Nothing was served, but warm connections may be open.
 		if err := srv.Shutdown(context.Background()); err != nil {
 			log.Error().Err(err).Msg("shutdown")
@@ -187,14 +215,21 @@ wait:
 				err = errors.New("server stopped unexpectedly")
 			}
 			log.Error().Err(err).Msg("serve")
+			adm.shutdown(log)
 			if err := srv.Shutdown(context.Background()); err != nil {
 				log.Error().Err(err).Msg("shutdown")
 			}
 			return exitFailure
+		case done := <-reloads:
+			cfg, err := srv.ReloadFrom(load)
+			if err == nil {
+				full.Config = cfg
+			}
+			done <- err
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				if cfg, ok := reload(log, srv, load); ok {
-					full = cfg
+				if cfg, err := srv.ReloadFrom(load); err == nil {
+					full.Config = cfg
 				}
 				continue
 			}
@@ -202,6 +237,7 @@ wait:
 			break wait
 		}
 	}
+	adm.shutdown(log)
 
 	ctx, cancel := context.WithTimeout(context.Background(), full.ShutdownGrace)
 	defer cancel()
@@ -257,19 +293,4 @@ func newLogger(w io.Writer, lc proxy.LogConfig) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("log.format: want json or console, got %q", lc.Format)
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
-}
-
-// reload computes the configuration again and applies it. A refused one
-// is logged and changes nothing.
-func reload(log zerolog.Logger, srv *proxy.Server, load func() (proxy.Config, error)) (proxy.Config, bool) {
-	cfg, err := load()
-	if err == nil {
-		err = srv.Reload(cfg)
-	}
-	if err != nil {
-		log.Error().Err(err).Msg("reload refused: the running configuration stays in force")
-		return proxy.Config{}, false
-	}
-	log.Info().Msg("reloaded")
-	return cfg, true
 }

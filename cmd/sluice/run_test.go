@@ -24,9 +24,21 @@ type running struct {
 	code    chan int
 	lines   chan string
 	addr    string
+	admin   string // the admin listener's address, when one was asked for
 }
 
 func startRun(t *testing.T, args ...string) *running {
+	t.Helper()
+	r := launch(t, args...)
+	line := r.waitLog("listening")
+	var entry struct{ Addr string }
+	require.NoError(t, json.Unmarshal([]byte(line), &entry))
+	r.addr = entry.Addr
+	return r
+}
+
+// launch starts run in-process without waiting for anything.
+func launch(t *testing.T, args ...string) *running {
 	t.Helper()
 	pr, pw := io.Pipe()
 	r := &running{t: t, signals: make(chan os.Signal, 2), code: make(chan int, 1), lines: make(chan string, 256)}
@@ -55,10 +67,6 @@ func startRun(t *testing.T, args ...string) *running {
 			t.Error("run did not return")
 		}
 	})
-	line := r.waitLog("listening")
-	var entry struct{ Addr string }
-	require.NoError(t, json.Unmarshal([]byte(line), &entry))
-	r.addr = entry.Addr
 	return r
 }
 
