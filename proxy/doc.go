@@ -84,7 +84,11 @@
 // # HTTP semantics
 //
 // As in net/http/httputil: hop-by-hop headers and those named in
-// Connection are removed both ways (TE: trailers survives), Expect is
+// Connection are removed both ways (TE: trailers survives). Every
+// Connection field line counts, however many there are, each a
+// comma-separated list of options in any case and with optional
+// whitespace (RFC 9110 7.6.1); an option naming Host or Content-Length is
+// not obeyed, since the proxy sets those on what it sends. Expect is
 // answered by the front end itself, X-Forwarded-For is appended to,
 // X-Forwarded-Proto and X-Forwarded-Host are set, Via is added both ways,
 // Host passes through unless the service rewrites it, and the request
