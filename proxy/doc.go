@@ -93,7 +93,13 @@
 // X-Forwarded-Proto and X-Forwarded-Host are set, Via is added both ways,
 // Host passes through unless the service rewrites it, and the request
 // target is forwarded byte for byte from the raw request line (no
-// normalisation, no re-encoding). X-Request-Id is kept when the client
+// normalisation, no re-encoding). An absolute-form target
+// ("GET http://h:8080/a?x") is accepted for http and https: its authority
+// replaces Host (RFC 9112 3.2.2), so routing by host, X-Forwarded-Host and
+// the backend's Host all use it, and the backend gets origin form
+// ("/a?x"; "/" for an empty path, "*" for OPTIONS). Another scheme,
+// userinfo, an empty authority or a character outside host and port syntax
+// is 400. X-Request-Id is kept when the client
 // sent a sane one and generated otherwise (a random per-process prefix and
 // an atomic counter), sent to the backend, returned and logged.
 //

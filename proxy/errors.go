@@ -29,6 +29,7 @@ var (
 	errClientBody      = errors.New("request body could not be read")
 	errClientTimeout   = errors.New("request not received in time")
 	errNoRoute         = errors.New("no route matches")
+	errBadTarget       = errors.New("invalid request target")
 )
 
 // errorTable maps every error to its response. shed is the X-Sluice-Shed
@@ -58,6 +59,7 @@ var errorTable = [...]struct {
 	{errClientBody, fasthttp.StatusBadRequest, "", "bad request: request body could not be read"},
 	{errClientTimeout, fasthttp.StatusRequestTimeout, "", "request timeout"},
 	{errNoRoute, fasthttp.StatusNotFound, "", "not found: no route matches this request"},
+	{errBadTarget, fasthttp.StatusBadRequest, "", "bad request: invalid request target"},
 	{errBadRequest, fasthttp.StatusBadRequest, "", "bad request"},
 }
 

@@ -200,3 +200,105 @@ func TestProxyConnectionOptionZeroAlloc(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, run)
 	require.Zero(t, allocs, "allocations per proxied request")
 }
+
+// requestLine is the first line of a raw message.
+func requestLine(msg string) string {
+	line, _, _ := strings.Cut(msg, "\r\n")
+	return line
+}
+
+// headerValue is the value of the first field named name (any case) in a
+// raw message, "" when there is none.
+func headerValue(msg, name string) string {
+	for _, l := range headerLines(msg) {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestAbsoluteForm: an absolute-form target is accepted, its authority
+// replaces Host (RFC 9112 3.2.2) for routing, X-Forwarded-Host and the
+// backend, and the backend gets origin form. Other schemes, userinfo and an
+// empty authority are refused before any backend sees them.
+func TestAbsoluteForm(t *testing.T) {
+	reply := func(name string) func(string) string {
+		return func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + name }
+	}
+	a := startRecordingBackend(t, reply("a"))
+	b := startRecordingBackend(t, reply("b"))
+	cfg := oneService(a.addr)
+	cfg.Services = append(cfg.Services, ServiceConfig{Name: "b", Backends: []string{"http://" + b.addr}})
+	cfg.Routes = []RouteConfig{
+		{Host: "abs.example", Service: "b"},
+		{Host: "host.example", Service: "web"},
+	}
+	p := startProxy(t, cfg)
+	for _, tc := range []struct {
+		target, host   string
+		backend        *recordingBackend
+		line, wantHost string
+	}{
+		{"http://abs.example:81/p/a%2Fb?q=1&r", "host.example", b, "GET /p/a%2Fb?q=1&r HTTP/1.1", "abs.example:81"},
+		{"HTTP://ABS.example/x", "host.example", b, "GET /x HTTP/1.1", "ABS.example"},
+		{"https://abs.example", "host.example", b, "GET / HTTP/1.1", "abs.example"},
+		{"http://abs.example?q", "host.example", b, "GET /?q HTTP/1.1", "abs.example"},
+		{"http://host.example:8080/h", "abs.example", a, "GET /h HTTP/1.1", "host.example:8080"},
+		{"http://[::1]:8080/v6", "abs.example", nil, "", ""}, // no route for ::1: 404
+		{"/origin", "abs.example", b, "GET /origin HTTP/1.1", "abs.example"},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			out, _ := rawExchange(t, p.addr, "GET "+tc.target+" HTTP/1.1\r\nHost: "+tc.host+"\r\nConnection: close\r\n\r\n")
+			if tc.backend == nil {
+				assert.True(t, strings.HasPrefix(out, "HTTP/1.1 404 "), out)
+				return
+			}
+			require.True(t, strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n"), out)
+			got := tc.backend.last()
+			assert.Equal(t, tc.line, requestLine(got))
+			assert.Equal(t, tc.wantHost, headerValue(got, "Host"))
+			assert.Equal(t, tc.wantHost, headerValue(got, "X-Forwarded-Host"))
+		})
+	}
+	// OPTIONS to an absolute target without a path asks about the server.
+	cfg.Routes = nil
+	p2 := startProxy(t, cfg)
+	out, _ := rawExchange(t, p2.addr, "OPTIONS http://abs.example:81 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	require.True(t, strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n"), out)
+	assert.Equal(t, "OPTIONS * HTTP/1.1", requestLine(a.last()))
+
+	seen := len(a.requests()) + len(b.requests())
+	for _, target := range []string{"ftp://abs.example/x", "http://user@abs.example/x", "http:///x", "http://a\"b/x"} {
+		out, closed := rawExchange(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: host.example\r\n\r\n")
+		assert.True(t, strings.HasPrefix(out, "HTTP/1.1 400 "), "%s: %s", target, out)
+		assert.True(t, closed, target)
+	}
+	assert.Equal(t, seen, len(a.requests())+len(b.requests()), "a refused target reached a backend")
+}
+
+// FuzzSplitTarget: whatever the target, splitTarget does not panic, what a
+// backend gets is in origin form for an absolute target, and an accepted
+// authority holds only host and port characters.
+func FuzzSplitTarget(f *testing.F) {
+	for _, s := range []string{"/a?b", "*", "http://h:1/p?q", "HTTPS://h", "http://h?q", "ftp://h/", "http://u@h/", "http:///", "h:443", "http://[::1]:80/x"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, uri []byte) {
+		path, authority, err := splitTarget(uri)
+		if err != nil || authority == nil {
+			return
+		}
+		if len(authority) == 0 {
+			t.Fatalf("%q: empty authority accepted", uri)
+		}
+		for _, c := range authority {
+			if !isAuthorityChar(c) || c == '@' {
+				t.Fatalf("%q: authority %q accepted", uri, authority)
+			}
+		}
+		if o := appendOriginForm(nil, path, false); o[0] != '/' {
+			t.Fatalf("%q: backend target %q is not origin form", uri, o)
+		}
+	})
+}
