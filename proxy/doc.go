@@ -99,9 +99,20 @@
 // the backend's Host all use it, and the backend gets origin form
 // ("/a?x"; "/" for an empty path, "*" for OPTIONS). Another scheme,
 // userinfo, an empty authority or a character outside host and port syntax
-// is 400. X-Request-Id is kept when the client
-// sent a sane one and generated otherwise (a random per-process prefix and
-// an atomic counter), sent to the backend, returned and logged.
+// is 400. X-Request-Id is kept when the client sent a sane one and
+// generated otherwise (a random per-process prefix and an atomic counter),
+// sent to the backend, returned and logged.
+//
+// An HTTP/1.0 client never receives Transfer-Encoding (RFC 9112 6.1): a
+// response of known length keeps Content-Length (and the keep-alive the
+// client asked for); one of unknown length, chunked by the backend or
+// delimited by its close, is streamed to it delimited by the close of the
+// connection, with Connection: close. fasthttp chunks every streamed body
+// of unknown length, so for that case the proxy serialises the header
+// block itself and streams the body on the hijacked connection
+// (respondUntilClose); Shutdown waits for such responses until its
+// context ends and then cuts them off. The response's version is the
+// proxy's own, HTTP/1.1, whatever the backend's (RFC 9110 6.2).
 //
 // # Malformed requests
 //

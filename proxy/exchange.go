@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"io"
+	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -51,6 +52,9 @@ type exchange struct {
 	clientBody io.Reader // fasthttp's request body stream
 	reqBody    reqBodyReader
 	respBody   respBodyReader
+	// untilClose is relayUntilClose bound to this exchange once, so that
+	// hijacking a connection for it allocates no closure.
+	untilClose func(net.Conn)
 
 	wait waitCtx // the context a queued request waits with
 
@@ -88,12 +92,14 @@ type exchange struct {
 	method  []byte
 	path    []byte
 	scratch []byte
+	head    []byte // a response header block serialised by the proxy itself
 }
 
 func newExchange(s *Server) *exchange {
 	x := &exchange{s: s, wait: newWaitCtx()}
 	x.reqBody.x = x
 	x.respBody.x = x
+	x.untilClose = x.relayUntilClose
 	return x
 }
 

@@ -24,6 +24,7 @@ var (
 	hdrRequestID          = []byte("X-Request-Id")
 	hdrContentLength      = []byte("Content-Length")
 	hdrHost               = []byte("Host")
+	hdrTrailer            = []byte("Trailer")
 
 	strTrailers = []byte("trailers")
 	strHTTP11   = []byte("HTTP/1.1")

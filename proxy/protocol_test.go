@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
@@ -20,8 +22,8 @@ import (
 
 // recordingBackend is an origin below HTTP: it reads each request's head
 // (and a Content-Length body), keeps its bytes as they arrived, and writes
-// reply's answer verbatim. A reply holding "Connection: close" ends the
-// connection after it.
+// reply's answer verbatim. A reply holding "Connection: close", or an
+// HTTP/1.0 one, ends the connection after it.
 type recordingBackend struct {
 	*rawBackend
 	mu   sync.Mutex
@@ -45,7 +47,7 @@ func startRecordingBackend(t testing.TB, reply func(req string) string) *recordi
 			if _, err := io.WriteString(c, out); err != nil {
 				return
 			}
-			if strings.Contains(out, "Connection: close\r\n") {
+			if strings.Contains(out, "Connection: close\r\n") || strings.HasPrefix(out, "HTTP/1.0 ") {
 				return
 			}
 		}
@@ -301,4 +303,148 @@ func FuzzSplitTarget(f *testing.F) {
 			t.Fatalf("%q: backend target %q is not origin form", uri, o)
 		}
 	})
+}
+
+// chunked encodes parts as a chunked body, last chunk included.
+func chunked(parts ...string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(strconv.FormatInt(int64(len(p)), 16) + "\r\n" + p + "\r\n")
+	}
+	return b.String() + "0\r\n\r\n"
+}
+
+// TestHTTP10Client: an HTTP/1.0 client never receives Transfer-Encoding
+// (RFC 9112 6.1). A response of unknown length, chunked by the backend or
+// delimited by its close, reaches it delimited by the close of the
+// connection, whole, with Connection: close even when it asked for
+// keep-alive; one of known length keeps Content-Length and the keep-alive
+// it asked for. An HTTP/1.1 client still gets chunked.
+func TestHTTP10Client(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB: many pieces
+	rb := startRecordingBackend(t, func(req string) string {
+		switch strings.Fields(requestLine(req))[1] {
+		case "/chunked":
+			return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
+				strings.TrimSuffix(chunked("part1-", "part2"), "\r\n") + "X-Sum: 42\r\n\r\n"
+		case "/big":
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(big[:1000], big[1000:70000], big[70000:])
+		case "/until-close":
+			return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nuntil the end"
+		case "/http10":
+			return "HTTP/1.0 200 OK\r\n\r\nold origin"
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfixed"
+	})
+	p := startProxy(t, oneService(rb.addr))
+
+	for _, tc := range []struct{ path, conn, body string }{
+		{"/chunked", "", "part1-part2"},
+		{"/chunked", "Connection: keep-alive\r\n", "part1-part2"},
+		{"/big", "", big},
+		{"/until-close", "Connection: keep-alive\r\n", "until the end"},
+		{"/http10", "", "old origin"},
+	} {
+		t.Run(tc.path+" "+strings.TrimSpace(tc.conn), func(t *testing.T) {
+			out, closed := rawExchange(t, p.addr, "GET "+tc.path+" HTTP/1.0\r\n"+tc.conn+"\r\n")
+			require.True(t, closed, "the connection ends the body")
+			require.True(t, strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n"), out)
+			assert.False(t, hasHeader(out, "Transfer-Encoding"), out)
+			assert.False(t, hasHeader(out, "Content-Length"), out)
+			assert.False(t, hasHeader(out, "Trailer"), out)
+			assert.Equal(t, "close", headerValue(out, "Connection"))
+			_, body, _ := strings.Cut(out, "\r\n\r\n")
+			assert.Equal(t, tc.body, body)
+			got := rb.last()
+			assert.Equal(t, "GET "+tc.path+" HTTP/1.1", requestLine(got), "the backend hop is HTTP/1.1")
+			assert.Equal(t, "1.0 sluice", headerValue(got, "Via"))
+		})
+	}
+
+	// Known length, keep-alive asked for: kept, and the connection
+	// carries a second request.
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(3*time.Second)))
+	br := bufio.NewReader(c)
+	for range 2 {
+		_, err = io.WriteString(c, "GET /fixed HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		require.NoError(t, err)
+		head, err := readHead(br)
+		require.NoError(t, err)
+		assert.Equal(t, "5", headerValue(head, "Content-Length"), head)
+		assert.Equal(t, "keep-alive", headerValue(head, "Connection"), head)
+		body := make([]byte, 5)
+		_, err = io.ReadFull(br, body)
+		require.NoError(t, err)
+		assert.Equal(t, "fixed", string(body))
+	}
+
+	// HTTP/1.1 keeps chunked coding and its trailers.
+	out, _ := rawExchange(t, p.addr, "GET /chunked HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	assert.Equal(t, "chunked", headerValue(out, "Transfer-Encoding"), out)
+	assert.Contains(t, out, "X-Sum: 42")
+}
+
+// readHead reads a response's start line and header block, raw.
+func readHead(br *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return b.String(), err
+		}
+		b.WriteString(line)
+		if line == "\r\n" {
+			return b.String(), nil
+		}
+	}
+}
+
+// TestHTTP10ShutdownCutsRelay: a close-delimited response that never ends
+// does not hold Shutdown past its context; the client sees the
+// connection close.
+func TestHTTP10ShutdownCutsRelay(t *testing.T) {
+	rb := startRawBackend(t, func(c net.Conn) {
+		if _, err := readRawRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for {
+			if _, err := io.WriteString(c, chunked("tick")[:9]); err != nil { // one chunk, no last chunk
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	s, err := New(oneService(rb.addr), zerolog.Nop())
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.WriteString(c, "GET /stream HTTP/1.0\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	head, err := readHead(br)
+	require.NoError(t, err)
+	require.False(t, hasHeader(head, "Transfer-Encoding"), head)
+	tick := make([]byte, 8)
+	_, err = io.ReadFull(br, tick)
+	require.NoError(t, err)
+	assert.Equal(t, "ticktick", string(tick))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = s.Shutdown(ctx)
+	assert.Less(t, time.Since(start), 2*time.Second)
+	<-served
+	_, err = io.Copy(io.Discard, br)
+	assert.NoError(t, err, "the client sees the connection end")
 }
