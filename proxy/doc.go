@@ -114,6 +114,14 @@
 // context ends and then cuts them off. The response's version is the
 // proxy's own, HTTP/1.1, whatever the backend's (RFC 9110 6.2).
 //
+// A backend's 1xx responses but 101 (103 Early Hints, 102) reach an
+// HTTP/1.1 client ahead of the final response, each as it arrives, with
+// hop-by-hop fields removed and Via added (RFC 9110 15.2). fasthttp's
+// response parser drops them, so the upstream stage reads them itself
+// before the final response (interim.go). A backend's 100 Continue is
+// dropped: the front end answers Expect: 100-continue itself and does not
+// forward Expect. An HTTP/1.0 client is sent no 1xx.
+//
 // # Malformed requests
 //
 // fasthttp (1.78) itself rejects invalid and repeated Content-Length,

@@ -41,6 +41,7 @@ type exchange struct {
 	conn    *pool.Conn
 	req     fasthttp.Request
 	resp    fasthttp.Response
+	interim fasthttp.ResponseHeader // a 1xx being relayed (interim.go)
 	sreq    scheduler.Request
 	ticket  scheduler.Ticket
 

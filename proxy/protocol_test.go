@@ -448,3 +448,75 @@ func TestHTTP10ShutdownCutsRelay(t *testing.T) {
 	_, err = io.Copy(io.Discard, br)
 	assert.NoError(t, err, "the client sees the connection end")
 }
+
+// TestInterimResponses: a backend's 1xx responses other than 100 and 101
+// reach an HTTP/1.1 client ahead of the final response, each as soon as it
+// arrives, with hop-by-hop fields removed and Via added (RFC 9110 15.2); a
+// 100 from the backend is dropped (the front end answered Expect itself);
+// an HTTP/1.0 client gets the final response only.
+func TestInterimResponses(t *testing.T) {
+	sent := make(chan struct{})
+	proceed := make(chan struct{})
+	rb := startRawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := readRawRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\n"+
+				"Link: </style.css>; rel=preload; as=style\r\n"+
+				"Link: </app.js>; rel=preload; as=script\r\n"+
+				"Connection: X-Hop\r\nX-Hop: a\r\n\r\n"+
+				"HTTP/1.1 100 Continue\r\n\r\n"+
+				"HTTP/1.1 102 Processing\r\n\r\n")
+			if strings.Contains(req, "X-Wait: 1") {
+				sent <- struct{}{}
+				<-proceed // the final response waits until the client has the 103
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	p := startProxy(t, oneService(rb.addr))
+
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	br := bufio.NewReader(c)
+	_, err = io.WriteString(c, "GET /page HTTP/1.1\r\nHost: a\r\nX-Wait: 1\r\n\r\n")
+	require.NoError(t, err)
+	<-sent
+	hints, err := readHead(br)
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/1.1 103 Early Hints\r\n"+
+		"Link: </style.css>; rel=preload; as=style\r\n"+
+		"Link: </app.js>; rel=preload; as=script\r\n"+
+		"Via: 1.1 sluice\r\n\r\n", hints, "the 103 arrives before the backend's final response")
+	close(proceed)
+	processing, err := readHead(br)
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/1.1 102 Processing\r\nVia: 1.1 sluice\r\n\r\n", processing)
+	final, err := readHead(br)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(final, "HTTP/1.1 200 OK\r\n"), final)
+	body := make([]byte, 2)
+	_, err = io.ReadFull(br, body)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(body))
+
+	// The same connection carries the next request with its own 1xx.
+	_, err = io.WriteString(c, "GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.NoError(t, err)
+	for _, want := range []string{"HTTP/1.1 103 ", "HTTP/1.1 102 ", "HTTP/1.1 200 "} {
+		head, err := readHead(br)
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(head, want), head)
+	}
+	_, err = io.ReadFull(br, body)
+	require.NoError(t, err)
+
+	out, _ := rawExchange(t, p.addr, "GET /old HTTP/1.0\r\n\r\n")
+	assert.True(t, strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n"), "an HTTP/1.0 client gets no 1xx: %s", out)
+	assert.True(t, strings.HasSuffix(out, "\r\n\r\nok"), out)
+}

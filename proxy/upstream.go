@@ -40,6 +40,9 @@ const (
 	failClient
 	// failTooLarge: the client's chunked body passed MaxBodyBytes.
 	failTooLarge
+	// failClientGone: the client went away while its request was at the
+	// backend.
+	failClientGone
 )
 
 // forward admits the request, sends it to the chosen backend and sets up
@@ -97,6 +100,9 @@ func (x *exchange) forward() error {
 		case failClient:
 			x.done(scheduler.Ignore, time.Now())
 			return errClientBody
+		case failClientGone:
+			x.done(scheduler.Ignore, time.Now())
+			return errClientGone
 		case failTooLarge:
 			x.done(scheduler.Ignore, time.Now())
 			return errBodyTooLarge
@@ -238,6 +244,9 @@ func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
 			return failTimeout
 		}
 		return failBeforeResponse
+	}
+	if kind := x.relayInterim(br); kind != failNone {
+		return kind
 	}
 	x.resp.SkipBody = x.isHead
 	x.resp.StreamBody = true
