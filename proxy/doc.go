@@ -22,6 +22,22 @@
 // of requests that have been queued that long, and exists only while
 // something is queued.
 //
+// # Clients that leave
+//
+// The same watch covers a request at a backend, from the moment it is
+// sent to the end of its response: a client found gone (its socket peeks
+// EOF or a reset) has its backend connection closed on the spot, within a
+// tick or two of 25 ms, so that the origin sees its connection end and
+// can stop working for nobody. The request then ends as errClientGone
+// (recorded as 499, nginx's convention) with outcome Ignore: neither a
+// success nor the backend's failure, and the connection is never reused.
+// A client that closes mid-upload is the same case, seen by the body read
+// (a truncated body is never completed to the backend). As with nginx's
+// default, a client that half-closes its connection after sending the
+// request counts as gone. Registration is two short critical sections
+// per request and the watch goroutine lingers a second after the set
+// empties, so a light load does not start one per request.
+//
 // # Stages and the observer point
 //
 // A request passes through stages, one concern and one file each:

@@ -58,6 +58,11 @@ type exchange struct {
 	untilClose func(net.Conn)
 
 	wait waitCtx // the context a queued request waits with
+	// watched: wait is registered in the server's watch for the time the
+	// request is at a backend (watchBackend); gone: the watch found the
+	// client gone meanwhile and closed the backend connection.
+	watched bool
+	gone    bool
 
 	body        []byte // bodyBuffered contents
 	bodyIn      int64  // bytes taken from the client's body
@@ -124,6 +129,7 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.req.Reset()
 	x.resp.Reset()
 	x.admitted = false
+	x.gone = false
 	x.clientBody = nil
 	x.body = x.body[:0]
 	x.bodyIn = 0

@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluiceproxy/sluice/scheduler"
 )
 
 // The protocol tests: raw clients that write exact bytes, and origins that
@@ -519,4 +521,108 @@ func TestInterimResponses(t *testing.T) {
 	out, _ := rawExchange(t, p.addr, "GET /old HTTP/1.0\r\n\r\n")
 	assert.True(t, strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n"), "an HTTP/1.0 client gets no 1xx: %s", out)
 	assert.True(t, strings.HasSuffix(out, "\r\n\r\nok"), out)
+}
+
+// abortBackend reads a request head, optionally answers with head, then
+// reads on until its connection ends, and reports on closed how long
+// after that the end came, and how many bytes it read after the head.
+func abortBackend(t *testing.T, head string) (*rawBackend, chan abortSeen) {
+	seen := make(chan abortSeen, 4)
+	rb := startRawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		if head != "" {
+			_, _ = io.WriteString(c, head)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, br) // the rest of a body, then the end
+		seen <- abortSeen{at: time.Now(), body: n, err: err}
+	})
+	return rb, seen
+}
+
+type abortSeen struct {
+	at   time.Time
+	body int64
+	err  error
+}
+
+// TestClientAbort: a client that leaves while its request is at the
+// backend (mid-upload, waiting for the response headers, or mid-response)
+// has its backend connection closed within a second, so the origin can
+// stop, and the request is reported as the client's: outcome Ignore,
+// errClientGone, never a success nor a backend failure.
+func TestClientAbort(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		head   string // what the backend answers before it stalls
+		req    string
+		status int // recorded
+		wait   func(t *testing.T, br *bufio.Reader)
+	}{
+		{
+			name:   "waiting for the response",
+			req:    "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n",
+			status: statusClientClosed,
+		},
+		{
+			name: "mid-upload",
+			req: "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" +
+				strings.Repeat("u", 50000),
+			status: statusClientClosed,
+		},
+		{
+			name:   "mid-response",
+			head:   "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("d", 20000),
+			req:    "GET /long HTTP/1.1\r\nHost: a\r\n\r\n",
+			status: 200, // the client has its status line already
+			wait: func(t *testing.T, br *bufio.Reader) {
+				head, err := readHead(br)
+				require.NoError(t, err)
+				require.True(t, strings.HasPrefix(head, "HTTP/1.1 200 OK\r\n"), head)
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rb, seen := abortBackend(t, tc.head)
+			rec := &recorder{}
+			p := startProxy(t, oneService(rb.addr), rec)
+			c, err := net.Dial("tcp", p.addr)
+			require.NoError(t, err)
+			_, err = io.WriteString(c, tc.req)
+			require.NoError(t, err)
+			if tc.wait != nil {
+				tc.wait(t, bufio.NewReader(c))
+			}
+			require.Eventually(t, func() bool { return rb.conns.Load() > 0 }, 5*time.Second, time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // the request is at the backend
+			require.NoError(t, c.Close())
+			closed := time.Now()
+			select {
+			case s := <-seen:
+				assert.Less(t, s.at.Sub(closed), time.Second, "the backend connection outlived its client")
+				if tc.name == "mid-upload" {
+					assert.Less(t, s.body, int64(100000), "a truncated upload was completed")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the backend connection was not closed")
+			}
+			recs := rec.waitFor(t, 1)
+			require.Len(t, recs, 1)
+			assert.Equal(t, scheduler.Ignore, recs[0].Outcome)
+			assert.ErrorIs(t, recs[0].Err, errClientGone)
+			assert.Equal(t, tc.status, recs[0].Status)
+			st := poolOf(p.Server, "http://"+rb.addr).Stats()
+			assert.Zero(t, st.Failures, "the backend was blamed")
+			assert.Zero(t, st.InFlight)
+		})
+	}
 }
