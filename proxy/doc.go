@@ -22,6 +22,22 @@
 // of requests that have been queued that long, and exists only while
 // something is queued.
 //
+// # Clients that leave
+//
+// The same watch covers a request at a backend, from the moment it is
+// sent to the end of its response: a client found gone (its socket peeks
+// EOF or a reset) has its backend connection closed on the spot, within a
+// tick or two of 25 ms, so that the origin sees its connection end and
+// can stop working for nobody. The request then ends as errClientGone
+// (recorded as 499, nginx's convention) with outcome Ignore: neither a
+// success nor the backend's failure, and the connection is never reused.
+// A client that closes mid-upload is the same case, seen by the body read
+// (a truncated body is never completed to the backend). As with nginx's
+// default, a client that half-closes its connection after sending the
+// request counts as gone. Registration is two short critical sections
+// per request and the watch goroutine lingers a second after the set
+// empties, so a light load does not start one per request.
+//
 // # Stages and the observer point
 //
 // A request passes through stages, one concern and one file each:
@@ -100,14 +116,43 @@
 // # HTTP semantics
 //
 // As in net/http/httputil: hop-by-hop headers and those named in
-// Connection are removed both ways (TE: trailers survives), Expect is
+// Connection are removed both ways (TE: trailers survives). Every
+// Connection field line counts, however many there are, each a
+// comma-separated list of options in any case and with optional
+// whitespace (RFC 9110 7.6.1); an option naming Host or Content-Length is
+// not obeyed, since the proxy sets those on what it sends. Expect is
 // answered by the front end itself, X-Forwarded-For is appended to,
 // X-Forwarded-Proto and X-Forwarded-Host are set, Via is added both ways,
 // Host passes through unless the service rewrites it, and the request
 // target is forwarded byte for byte from the raw request line (no
-// normalisation, no re-encoding). X-Request-Id is kept when the client
-// sent a sane one and generated otherwise (a random per-process prefix and
-// an atomic counter), sent to the backend, returned and logged.
+// normalisation, no re-encoding). An absolute-form target
+// ("GET http://h:8080/a?x") is accepted for http and https: its authority
+// replaces Host (RFC 9112 3.2.2), so routing by host, X-Forwarded-Host and
+// the backend's Host all use it, and the backend gets origin form
+// ("/a?x"; "/" for an empty path, "*" for OPTIONS). Another scheme,
+// userinfo, an empty authority or a character outside host and port syntax
+// is 400. X-Request-Id is kept when the client sent a sane one and
+// generated otherwise (a random per-process prefix and an atomic counter),
+// sent to the backend, returned and logged.
+//
+// An HTTP/1.0 client never receives Transfer-Encoding (RFC 9112 6.1): a
+// response of known length keeps Content-Length (and the keep-alive the
+// client asked for); one of unknown length, chunked by the backend or
+// delimited by its close, is streamed to it delimited by the close of the
+// connection, with Connection: close. fasthttp chunks every streamed body
+// of unknown length, so for that case the proxy serialises the header
+// block itself and streams the body on the hijacked connection
+// (respondUntilClose); Shutdown waits for such responses until its
+// context ends and then cuts them off. The response's version is the
+// proxy's own, HTTP/1.1, whatever the backend's (RFC 9110 6.2).
+//
+// A backend's 1xx responses but 101 (103 Early Hints, 102) reach an
+// HTTP/1.1 client ahead of the final response, each as it arrives, with
+// hop-by-hop fields removed and Via added (RFC 9110 15.2). fasthttp's
+// response parser drops them, so the upstream stage reads them itself
+// before the final response (interim.go). A backend's 100 Continue is
+// dropped: the front end answers Expect: 100-continue itself and does not
+// forward Expect. An HTTP/1.0 client is sent no 1xx.
 //
 // # Malformed requests
 //

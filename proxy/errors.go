@@ -29,6 +29,8 @@ var (
 	errClientBody      = errors.New("request body could not be read")
 	errClientTimeout   = errors.New("request not received in time")
 	errNoRoute         = errors.New("no route matches")
+	errBadTarget       = errors.New("invalid request target")
+	errClientGone      = errors.New("client closed the request")
 )
 
 // errorTable maps every error to its response. shed is the X-Sluice-Shed
@@ -58,8 +60,16 @@ var errorTable = [...]struct {
 	{errClientBody, fasthttp.StatusBadRequest, "", "bad request: request body could not be read"},
 	{errClientTimeout, fasthttp.StatusRequestTimeout, "", "request timeout"},
 	{errNoRoute, fasthttp.StatusNotFound, "", "not found: no route matches this request"},
+	{errBadTarget, fasthttp.StatusBadRequest, "", "bad request: invalid request target"},
+	// The client went away while its request was at a backend: nobody
+	// reads this answer, and the status (nginx's 499) says so in the log.
+	{errClientGone, statusClientClosed, "", "client closed request"},
 	{errBadRequest, fasthttp.StatusBadRequest, "", "bad request"},
 }
+
+// statusClientClosed is the status recorded for a request whose client
+// went away before its answer: not an HTTP status, nginx's convention.
+const statusClientClosed = 499
 
 // Response headers of error responses.
 var (
@@ -101,7 +111,7 @@ func writeError(ctx *fasthttp.RequestCtx, err error, sched *scheduler.Scheduler,
 	}
 	if e.status == fasthttp.StatusBadRequest || e.status == fasthttp.StatusRequestHeaderFieldsTooLarge ||
 		e.status == fasthttp.StatusRequestURITooLong || e.status == fasthttp.StatusRequestTimeout ||
-		e.status == fasthttp.StatusRequestEntityTooLarge {
+		e.status == fasthttp.StatusRequestEntityTooLarge || e.status == statusClientClosed {
 		// The connection's framing can no longer be trusted, or the
 		// client is misbehaving: do not read another request from it.
 		resp.SetConnectionClose()

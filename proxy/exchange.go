@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"io"
+	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -40,6 +41,7 @@ type exchange struct {
 	conn    *pool.Conn
 	req     fasthttp.Request
 	resp    fasthttp.Response
+	interim fasthttp.ResponseHeader // a 1xx being relayed (interim.go)
 	sreq    scheduler.Request
 	ticket  scheduler.Ticket
 
@@ -51,8 +53,16 @@ type exchange struct {
 	clientBody io.Reader // fasthttp's request body stream
 	reqBody    reqBodyReader
 	respBody   respBodyReader
+	// untilClose is relayUntilClose bound to this exchange once, so that
+	// hijacking a connection for it allocates no closure.
+	untilClose func(net.Conn)
 
 	wait waitCtx // the context a queued request waits with
+	// watched: wait is registered in the server's watch for the time the
+	// request is at a backend (watchBackend); gone: the watch found the
+	// client gone meanwhile and closed the backend connection.
+	watched bool
+	gone    bool
 
 	body        []byte // bodyBuffered contents
 	bodyIn      int64  // bytes taken from the client's body
@@ -88,12 +98,14 @@ type exchange struct {
 	method  []byte
 	path    []byte
 	scratch []byte
+	head    []byte // a response header block serialised by the proxy itself
 }
 
 func newExchange(s *Server) *exchange {
 	x := &exchange{s: s, wait: newWaitCtx()}
 	x.reqBody.x = x
 	x.respBody.x = x
+	x.untilClose = x.relayUntilClose
 	return x
 }
 
@@ -117,6 +129,7 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.req.Reset()
 	x.resp.Reset()
 	x.admitted = false
+	x.gone = false
 	x.clientBody = nil
 	x.body = x.body[:0]
 	x.bodyIn = 0

@@ -23,6 +23,8 @@ var (
 	hdrVia                = []byte("Via")
 	hdrRequestID          = []byte("X-Request-Id")
 	hdrContentLength      = []byte("Content-Length")
+	hdrHost               = []byte("Host")
+	hdrTrailer            = []byte("Trailer")
 
 	strTrailers = []byte("trailers")
 	strHTTP11   = []byte("HTTP/1.1")
@@ -210,7 +212,7 @@ func hasToken(v, tok []byte) bool {
 // accepts trailers, which a backend may rely on.
 func stripRequestHops(out, in *fasthttp.RequestHeader, set headerSet) {
 	if set&setConnection != 0 {
-		delConnectionTokens(in.PeekBytes(hdrConnection), out)
+		delConnectionOptions(in.PeekAll(fasthttp.HeaderConnection), out)
 	}
 	teTrailers := set&setTE != 0 && hasToken(in.PeekBytes(hdrTE), strTrailers)
 	delHops(set, out)
@@ -227,7 +229,7 @@ func stripRequestHops(out, in *fasthttp.RequestHeader, set headerSet) {
 // the client; src is the backend's response and set what it holds.
 func stripResponseHops(out, src *fasthttp.ResponseHeader, set headerSet) {
 	if set&setConnection != 0 {
-		delConnectionTokens(src.PeekBytes(hdrConnection), out)
+		delConnectionOptions(src.PeekAll(fasthttp.HeaderConnection), out)
 	}
 	delHops(set, out)
 	// Whether the client connection stays open is the front end's
@@ -238,9 +240,23 @@ func stripResponseHops(out, src *fasthttp.ResponseHeader, set headerSet) {
 // headerDeleter is a request or a response header.
 type headerDeleter interface{ DelBytes(key []byte) }
 
-// delConnectionTokens deletes the headers named in a Connection value,
+// delConnectionOptions deletes the headers named in every Connection field
+// line (RFC 9110 7.6.1): a sender may split its options over several
+// lines ("Connection: keep-alive" then "Connection: X-Hop"), and an option
+// that only the first line names is not the only one to go. values is
+// PeekAll's answer, which reuses the header's own buffer.
+func delConnectionOptions(values [][]byte, h headerDeleter) {
+	for _, v := range values {
+		delConnectionTokens(v, h)
+	}
+}
+
+// delConnectionTokens deletes the headers named in one Connection value,
 // except the fixed hop-by-hop ones: delHops deletes those that are there
-// (so "Connection: keep-alive" costs no deletion of an absent Keep-Alive).
+// (so "Connection: keep-alive" costs no deletion of an absent Keep-Alive),
+// and the framing and routing fields Host and Content-Length, which the
+// proxy sets on the outgoing message itself: a peer's "Connection: Host"
+// cannot take the request's host or a body's length away.
 func delConnectionTokens(v []byte, h headerDeleter) {
 	for len(v) > 0 {
 		tok := v
@@ -249,7 +265,8 @@ func delConnectionTokens(v []byte, h headerDeleter) {
 		} else {
 			v = nil
 		}
-		if tok = bytes.TrimSpace(tok); len(tok) > 0 && headerBit(tok)&setHops == 0 {
+		if tok = bytes.Trim(tok, " \t"); len(tok) > 0 && headerBit(tok)&(setHops|setContentLength) == 0 &&
+			!bytes.EqualFold(tok, hdrHost) {
 			h.DelBytes(tok)
 		}
 	}

@@ -16,12 +16,23 @@ import (
 // to the client stopped, if it did.
 func (x *exchange) finish(clientErr error) {
 	now := time.Now()
+	// A client that left once its whole answer was written (the watch may
+	// see it close a moment before this runs) was served; one that left
+	// before was not, whatever the body read says.
+	gone := x.unwatch()
+	complete := x.bodyDone && x.bodyErr == nil && clientErr == nil
+	gone = gone && !complete
+	if gone {
+		clientErr = errClientGone // what the write or read then failed on follows from it
+	}
 	if x.conn != nil {
-		x.backend.ReleaseAt(x.conn, x.bodyDone && x.bodyErr == nil && !x.backendDrop, now)
+		x.backend.ReleaseAt(x.conn, x.bodyDone && x.bodyErr == nil && !x.backendDrop && !x.gone, now)
 		x.conn = nil
 	}
 	var o scheduler.Outcome
 	switch {
+	case gone:
+		o = scheduler.Ignore
 	case x.bodyErr != nil:
 		o = scheduler.Failure // the backend broke off its body
 	case !x.bodyDone || clientErr != nil:
@@ -41,6 +52,7 @@ func (x *exchange) finish(clientErr error) {
 
 // fail answers a request that got no backend response.
 func (x *exchange) fail(err error) {
+	x.unwatch()
 	if x.conn != nil {
 		x.backend.Release(x.conn, false)
 		x.conn = nil

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"io"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/sluiceproxy/sluice/scheduler"
@@ -29,6 +32,11 @@ func (x *exchange) respond() error {
 	x.scratch = appendVia(x.scratch[:0], x.resp.Header.PeekBytes(hdrVia), x.resp.Header.IsHTTP11())
 	out.SetCanonical(hdrVia, x.scratch)
 	out.SetCanonical(hdrRequestID, x.reqID)
+	if !x.resp.Header.IsHTTP11() {
+		// The version is the hop's (RFC 9110 6.2): an HTTP/1.0 backend's
+		// answer goes out as the proxy's HTTP/1.1.
+		out.SetProtocol(strHTTP11)
+	}
 
 	if x.resp.BodyStream() == nil || x.respCL == 0 {
 		// HEAD, 1xx, 204, 304 or an empty body: the exchange is over.
@@ -40,6 +48,9 @@ func (x *exchange) respond() error {
 	cl := x.respCL
 	if cl > 0 && cl <= inlineBodyMax && x.conn.Reader().Buffered() >= cl {
 		return x.respondInline(cl)
+	}
+	if cl < 0 && !ctx.Request.Header.IsHTTP11() {
+		return x.respondUntilClose()
 	}
 	if cl < 0 {
 		cl = -1 // chunked, or until close: the client gets chunked
@@ -187,4 +198,124 @@ func (r *reqBodyReader) Read(p []byte) (int, error) {
 		x.clientErr = err
 	}
 	return n, err
+}
+
+// respondUntilClose answers an HTTP/1.0 client whose response has no
+// known length (the backend sent it chunked, or until it closed). Such a
+// client cannot read chunked coding and must never see Transfer-Encoding
+// (RFC 9112 6.1), and fasthttp streams a body of unknown length chunked
+// whatever the client's version. So the response goes out delimited by
+// the connection's end: the header block is serialised now, without
+// Content-Length or Transfer-Encoding and with Connection: close, and the
+// connection is hijacked without a response from fasthttp (which flushes
+// whatever it still holds for the connection first, so nothing is sent out
+// of order); relayUntilClose then streams the body on it and fasthttp
+// closes it when that returns, which is where the body ends for the
+// client. A keep-alive the client asked for is thus declined, as it must
+// be for a close-delimited body.
+func (x *exchange) respondUntilClose() error {
+	out := &x.ctx.Response.Header
+	out.SetContentLength(-2) // no length: also sets Connection: close
+	out.DelBytes(hdrTransferEncoding)
+	out.DelBytes(hdrTrailer) // no chunked coding, so no trailers
+	x.head = out.AppendBytes(x.head[:0])
+	x.streaming = true
+	x.s.relays.wg.Add(1)
+	x.ctx.HijackSetNoResponse(true)
+	x.ctx.Hijack(x.untilClose)
+	return nil
+}
+
+// relayUntilClose runs on the hijacked client connection c: the head, then
+// the body until the backend's end, then the exchange finishes; fasthttp
+// closes c once this returns.
+func (x *exchange) relayUntilClose(c net.Conn) {
+	// The connection itself, not c: closing a hijacked connection's
+	// wrapper is a no-op, and Shutdown may have to cut this one off.
+	nc := x.ctx.Conn()
+	relays := &x.s.relays
+	defer relays.end(nc)
+	bp := copyBuffers.Get().(*[copyBufferSize]byte)
+	defer copyBuffers.Put(bp)
+	var err error = net.ErrClosed
+	if relays.start(nc) {
+		_ = c.SetWriteDeadline(time.Now().Add(x.rt.cfg.Timeouts.ClientWrite))
+		_, err = c.Write(x.head)
+	}
+	for err == nil {
+		n, rerr := x.respBody.Read(bp[:])
+		if n > 0 {
+			_, err = c.Write(bp[:n])
+		}
+		if rerr != nil {
+			if rerr != io.EOF && err == nil {
+				err = rerr
+			}
+			break
+		}
+	}
+	_ = x.respBody.CloseWithError(err)
+}
+
+// copyBufferSize is the piece relayUntilClose moves at a time, the client
+// write buffer's size.
+const copyBufferSize = clientWriteBuffer
+
+var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+// relaySet keeps the responses streamed on hijacked client connections,
+// which fasthttp's Shutdown no longer knows of, so that Shutdown can wait
+// for them and, once its context ends, cut them off.
+type relaySet struct {
+	wg sync.WaitGroup // one per relay, from the handler on
+
+	// Protected by mu.
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool // Shutdown gave up waiting: a relay starting now is cut off
+}
+
+// start registers a relay's connection; false means Shutdown has cut the
+// relays off, and c is closed.
+func (r *relaySet) start(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		_ = c.Close()
+		return false
+	}
+	if r.conns == nil {
+		r.conns = make(map[net.Conn]struct{})
+	}
+	r.conns[c] = struct{}{}
+	return true
+}
+
+func (r *relaySet) end(c net.Conn) {
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+	r.wg.Done()
+}
+
+// wait waits for every relay to end, or until ctx ends; then it closes the
+// connections of those still running, which ends them, and waits for that.
+func (r *relaySet) wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	r.closed = true
+	for c := range r.conns {
+		_ = c.Close()
+	}
+	r.mu.Unlock()
+	<-done
 }

@@ -23,10 +23,21 @@ func (x *exchange) run() error {
 		x.reqID = newRequestID(x.reqID[:0])
 	}
 	uri := h.RequestURI()
-	target := originForm(uri)
 	x.method = append(x.method[:0], h.Method()...)
-	x.path = append(x.path[:0], target...)
 	x.ip = appendIP(x.ip[:0], ctx.RemoteIP())
+	target, authority, err := splitTarget(uri)
+	if err != nil {
+		x.path = append(x.path[:0], uri...)
+		return err
+	}
+	x.path = appendOriginForm(x.path[:0], target, authority != nil && h.IsOptions())
+	target = x.path
+	if authority != nil {
+		// RFC 9112 3.2.2: the target's authority is the request's host,
+		// whatever Host says; routing, X-Forwarded-Host and the backend's
+		// Host all follow from here.
+		h.SetHostBytes(authority)
+	}
 
 	if maxURL := x.rt.cfg.Limits.MaxURLBytes; maxURL > 0 && len(uri) > maxURL {
 		return errURITooLong
@@ -48,6 +59,19 @@ func (x *exchange) run() error {
 	}
 	x.prepareRequest(target, set)
 	return x.forward()
+}
+
+// appendOriginForm appends target, as splitTarget returned it, in origin
+// form: an absolute target's empty path becomes "/", or "*" for OPTIONS
+// without a query (RFC 9112 3.2.1 and 3.2.4).
+func appendOriginForm(dst, target []byte, options bool) []byte {
+	if len(target) == 0 && options {
+		return append(dst, '*')
+	}
+	if len(target) == 0 || target[0] == '?' {
+		dst = append(dst, '/')
+	}
+	return append(dst, target...)
 }
 
 // isIdempotent: RFC 9110 9.2.2, minus the ones a client marks otherwise

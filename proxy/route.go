@@ -94,27 +94,60 @@ func hostNoPort(h []byte) []byte {
 	return h
 }
 
-// originForm returns the request target as sent to a backend: the raw
-// bytes for origin form ("/a%2Fb?x"); for absolute form
-// ("http://h/a?x") the part from the path on. Nothing is decoded or
-// normalised.
-func originForm(uri []byte) []byte {
+// splitTarget splits a request target (RFC 9112 3.2) into the part a
+// backend gets and, for absolute form ("http://h:8080/a?x"), the
+// authority, which replaces Host (RFC 9112 3.2.2). Origin form ("/a%2Fb?x"),
+// asterisk form and anything else fasthttp accepted pass as they are, with
+// a nil authority. The path of an absolute target is returned from its
+// "/" on, or from its "?" when the path is empty (the caller adds the "/"
+// that origin form then needs). Nothing is decoded or normalised.
+//
+// Only http and https absolute targets are taken: a gateway serves no
+// other scheme. An empty authority, or one with userinfo (RFC 9110 4.2.4:
+// never sent to an origin) or a character outside RFC 3986's host and
+// port syntax, is an error, as is any other scheme.
+func splitTarget(uri []byte) (path, authority []byte, err error) {
 	if len(uri) == 0 || uri[0] == '/' || uri[0] == '*' {
-		return uri
+		return uri, nil, nil
 	}
-	i := bytes.Index(uri, []byte("://"))
+	i := bytes.Index(uri, strSchemeSep)
 	if i < 0 {
-		return uri
+		return uri, nil, nil
 	}
-	rest := uri[i+3:]
+	if scheme := uri[:i]; !bytes.EqualFold(scheme, strHTTP) && !bytes.EqualFold(scheme, strHTTPS) {
+		return nil, nil, errBadTarget
+	}
+	rest := uri[i+len(strSchemeSep):]
 	j := bytes.IndexAny(rest, "/?")
 	if j < 0 {
-		return []byte("/")
+		j = len(rest)
 	}
-	if rest[j] == '?' {
-		return rest[j:] // "http://h?x": path empty; backends get "?x" rarely; keep bytes
+	authority, path = rest[:j], rest[j:]
+	if len(authority) == 0 {
+		return nil, nil, errBadTarget
 	}
-	return rest[j:]
+	for _, c := range authority {
+		if !isAuthorityChar(c) {
+			return nil, nil, errBadTarget
+		}
+	}
+	return path, authority, nil
+}
+
+var strSchemeSep = []byte("://")
+
+// isAuthorityChar: what RFC 3986 3.2.2 and 3.2.3 allow in a host and port
+// (reg-name, IP literals, percent-encoding), which excludes "@".
+func isAuthorityChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', '%', ':', '[', ']':
+		return true
+	}
+	return false
 }
 
 // pathOf is the path of an origin-form target, without the query.

@@ -34,6 +34,9 @@ type Server struct {
 
 	exchanges sync.Pool
 	watch     queueWatch // queued requests' clients, for hang-ups
+	// relays counts responses streamed on hijacked connections (relay.go),
+	// which fasthttp's Shutdown no longer waits for.
+	relays relaySet
 
 	// The live configuration, swapped whole by Reload.
 	rt atomic.Pointer[liveConfig]
@@ -140,6 +143,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	err := s.fs.ShutdownWithContext(ctx)
+	s.relays.wait(ctx)
 	// Pools close after the front end: in-flight requests still use them.
 	// Any connection still in use when ctx ended is closed on release.
 	close(s.tickStop)

@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"errors"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/sluiceproxy/sluice/pool"
@@ -40,6 +43,9 @@ const (
 	failClient
 	// failTooLarge: the client's chunked body passed MaxBodyBytes.
 	failTooLarge
+	// failClientGone: the client went away while its request was at the
+	// backend.
+	failClientGone
 )
 
 // forward admits the request, sends it to the chosen backend and sets up
@@ -69,6 +75,13 @@ func (x *exchange) forward() error {
 				// one may. Its answer is dropped with its connection.
 				x.attempts = append(x.attempts, attemptResult{up: x.up, failed: true})
 				_ = x.resp.CloseBodyStream()
+				if x.unwatch() {
+					// The client left while the backend answered.
+					x.backend.Release(x.conn, false)
+					x.conn = nil
+					x.done(scheduler.Ignore, time.Now())
+					return errClientGone
+				}
 				x.backend.Release(x.conn, false)
 				x.conn = nil
 				x.resp.Reset()
@@ -97,6 +110,9 @@ func (x *exchange) forward() error {
 		case failClient:
 			x.done(scheduler.Ignore, time.Now())
 			return errClientBody
+		case failClientGone:
+			x.done(scheduler.Ignore, time.Now())
+			return errClientGone
 		case failTooLarge:
 			x.done(scheduler.Ignore, time.Now())
 			return errBodyTooLarge
@@ -177,8 +193,43 @@ func (x *exchange) attempt(b *pool.Backend) failKind {
 	}
 }
 
-// exchangeOn writes the request on conn and reads the response headers.
+// exchangeOn writes the request on conn and reads the response headers,
+// watched for the client leaving meanwhile: then the backend connection is
+// closed under the exchange's feet and the attempt ends as failClientGone.
+// On success the watch goes on until the response is over (finish).
 func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
+	x.watchBackend(conn)
+	kind := x.exchangeOnWatched(conn)
+	if kind != failNone && x.unwatch() {
+		return failClientGone
+	}
+	return kind
+}
+
+// watchBackend registers the exchange in the server's watch with conn as
+// the connection to close should its client leave.
+func (x *exchange) watchBackend(conn *pool.Conn) {
+	x.wait.backend = conn.NetConn()
+	x.watched = x.s.watch.add(&x.wait, x.ctx.Conn(), x.arrival)
+	if !x.watched {
+		x.wait.backend = nil
+	}
+}
+
+// unwatch ends watchBackend's watch, before the backend connection is
+// released (after it, the watch can no longer close the connection), and
+// reports whether the client left meanwhile.
+func (x *exchange) unwatch() bool {
+	if x.watched {
+		x.s.watch.remove(&x.wait)
+		x.watched = false
+		x.gone = x.gone || x.wait.canceled.Load()
+		x.wait.reset()
+	}
+	return x.gone
+}
+
+func (x *exchange) exchangeOnWatched(conn *pool.Conn) failKind {
 	rht := x.backend.Config().ResponseHeaderTimeout
 	slack := rht / deadlineSlackDiv
 	start := x.now
@@ -218,6 +269,8 @@ func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
 		switch {
 		case x.tooLarge:
 			return failTooLarge
+		case x.clientErr != nil && clientLeft(x.clientErr):
+			return failClientGone
 		case x.clientErr != nil:
 			return failClient
 		case isTimeout(err):
@@ -239,6 +292,9 @@ func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
 		}
 		return failBeforeResponse
 	}
+	if kind := x.relayInterim(br); kind != failNone {
+		return kind
+	}
 	x.resp.SkipBody = x.isHead
 	x.resp.StreamBody = true
 	if err := x.resp.Read(br); err != nil {
@@ -250,6 +306,14 @@ func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
 	x.now = time.Now()
 	x.latency = x.now.Sub(start)
 	return failNone
+}
+
+// clientLeft reports whether a client body read failed because the client
+// closed or reset its connection, rather than sending something invalid or
+// nothing in time.
+func clientLeft(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
 type nopWriter struct{}

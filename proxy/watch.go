@@ -12,10 +12,18 @@ import (
 // watchInterval is how often a queued request's client socket is checked.
 const watchInterval = 25 * time.Millisecond
 
+// idleTicks is how many ticks the watch goroutine waits with nothing to
+// watch before it stops.
+const idleTicks = 40
+
 // queueWatch cancels queued requests whose clients hang up. fasthttp does
 // not notice a disconnect while the handler runs, and a request waiting in
 // the queue would otherwise hold its place (and later a backend slot) for
-// nobody. It peeks at each socket without consuming anything, so pipelined
+// nobody. It watches requests at a backend too, from the request sent to
+// the end of the response: a client that leaves then has its backend
+// connection closed within a tick or two, so that the origin, seeing its
+// connection end, can stop working for nobody (the exchange then ends as
+// errClientGone, outcome Ignore). It peeks at each socket without consuming anything, so pipelined
 // bytes stay for fasthttp.
 //
 // Under a steady load with an adaptive limit below the number of client
@@ -24,8 +32,9 @@ const watchInterval = 25 * time.Millisecond
 // requests, instead of a goroutine, a ticker and a context per request
 // (measured: about a tenth of the CPU per request, plus garbage). Entering
 // and leaving the watch is a short critical section and a slice swap; the
-// goroutine runs only while something is queued and stops at the first tick
-// that finds the set empty.
+// goroutine runs only while something is watched and stops once the set
+// has been empty for idleTicks ticks (stopping at the first empty tick
+// would, under light load, start a goroutine for nearly every request).
 type queueWatch struct {
 	// Protected by mu.
 	mu      sync.Mutex
@@ -48,6 +57,9 @@ type waitCtx struct {
 	conn     net.Conn  // the client connection to peek at
 	since    time.Time // the request's arrival
 	idx      int       // position in queueWatch.waiting, -1 when not registered
+	// backend, while the request is at a backend, is that connection:
+	// cancel closes it, so the origin sees its client leave and can stop.
+	backend net.Conn
 }
 
 func newWaitCtx() waitCtx { return waitCtx{done: make(chan struct{}), idx: -1} }
@@ -65,9 +77,14 @@ func (c *waitCtx) Err() error {
 }
 
 // cancel is called with queueWatch.mu held, at most once per registration.
+// The exchange removes c from the watch before it releases its backend
+// connection, so the connection closed here is still the request's.
 func (c *waitCtx) cancel() {
 	if c.canceled.CompareAndSwap(false, true) {
 		close(c.done)
+		if c.backend != nil {
+			_ = c.backend.Close()
+		}
 	}
 }
 
@@ -75,6 +92,7 @@ func (c *waitCtx) cancel() {
 // else refers to it.
 func (c *waitCtx) reset() {
 	c.conn = nil
+	c.backend = nil
 	if c.canceled.Load() {
 		c.done = make(chan struct{})
 		c.canceled.Store(false)
@@ -119,9 +137,15 @@ func (q *queueWatch) loop(done chan struct{}) {
 	defer close(done)
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
+	idle := 0
 	for range t.C {
 		q.mu.Lock()
-		if len(q.waiting) == 0 || q.closed {
+		if len(q.waiting) == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
+		if idle >= idleTicks || q.closed {
 			q.running = false
 			q.mu.Unlock()
 			return
