@@ -14,7 +14,7 @@
 #   scripts/bench-overload.sh --json overload.json --cpu 0
 #   SCENARIO=qos-fail scripts/bench-overload.sh
 # Everything listens on 127.0.0.1; sluice-bench kills every process it
-# started on exit (also on Ctrl-C). About 8 minutes (qos alone about 3.5);
+# started on exit (also on Ctrl-C). About 8.5 minutes (qos alone about 4);
 # --quick about 3 minutes. Exits 1 when a floor for Sluice fails or could
 # not be measured.
 set -euo pipefail

@@ -17,13 +17,14 @@ import (
 // pair). The load, open-loop Poisson, comes in three steps: 2 s at 0.5×
 // the active origin's capacity (100 req/s: the limiter and the latency
 // level settle), then 1.8× (360 req/s) for 15 s, then 0.3× (60 req/s)
-// for 12 s. Sluice runs with --standby for the second origin and its
+// for 20 s. Sluice runs with --standby for the second origin and its
 // default flags otherwise, but one: --standby-cool-down 5s instead of the
 // default 30 s. The cool-down only decides how long the service must stay
 // quiet before the release; it plays no part in the activation (nor in
 // the goodput, since under 1.8× the service is never quiet), and a release
 // after 5 s goes through the same drain as one after 30 s. Waiting the
-// default would make the low step 35 s or more for nothing more measured.
+// default would make the low step a minute or more for nothing more
+// measured.
 // HAProxy leastconn runs beside it with the standby as a backup server,
 // which HAProxy uses only while every other server is down: a comparison,
 // with no floor.

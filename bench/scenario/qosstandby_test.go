@@ -14,13 +14,13 @@ import (
 )
 
 // testPlan is the full run's plan: the step at t=2s, the fall at t=17s,
-// the end at t=29s.
-var testPlan = standbyPlan{high: 15 * time.Second, low: 12 * time.Second, one: 200, coolDown: 5 * time.Second}
+// the end at t=37s.
+var testPlan = standbyPlan{high: 15 * time.Second, low: 20 * time.Second, one: 200, coolDown: 5 * time.Second}
 
 // standbyRun is a synthetic qos-standby run: the standby origin first
 // answers at serving (none if negative), the series has good requests
 // within the SLO every second of the overload step from then on (half of
-// what the active origin alone serves before), and lowFailed of the 720
+// what the active origin alone serves before), and lowFailed of the 1200
 // requests sent from the fall fail.
 func standbyRun(peer string, serving time.Duration, good int64, events []PeerEvent, lowFailed int64) Result {
 	r := Result{Peer: peer, After: testPlan.fallAt(), SampleOrigin: 1, Events: events}
@@ -49,7 +49,7 @@ func standbyRun(peer string, serving time.Duration, good int64, events []PeerEve
 		}
 		rep.Series = append(rep.Series, s)
 	}
-	rep.After = window(720-lowFailed, lowFailed, 45*time.Millisecond)
+	rep.After = window(1200-lowFailed, lowFailed, 45*time.Millisecond)
 	r.Report = rep
 	return r
 }
@@ -92,7 +92,7 @@ func TestStandbyFloors(t *testing.T) {
 				// 4.3+2 s; the ratios are of 360 and 400.
 				goodput: "350.0/s over t=7.0s-17.0s = 97.2% of the offered 360/s, 87.5% of the combined 400/s (floor 0.9 x 360 = 324/s); haproxy-leastconn (standby as backup) 200.0/s = 50.0% of the combined",
 				release: "released by t=22.8s, 5.8s after the fall (cool-down 5s): quiet for 5s: 60.0 requests/s, 30% of what the other backends carry; 1 activation(s), 1 release(s); the standby origin received 0 requests from 1s after the release",
-				lost:    "0 of 720 requests sent from t=17.0s (the fall) to t=29.0s failed, the release at t=22.8s among them",
+				lost:    "0 of 1200 requests sent from t=17.0s (the fall) to t=37.0s failed, the release at t=22.8s among them",
 			}},
 		// The literal reading, 0.9 of the combined 400/s, would fail
 		// this run; 0.9 of the offered 360/s does not.
@@ -117,14 +117,14 @@ func TestStandbyFloors(t *testing.T) {
 			map[string]string{active: "not measured: the standby origin's counters could not be read during the run; Sluice logged the activation by t=4.3s"}},
 		{"not released", []Result{standbyRun(PeerSluice, 4300*time.Millisecond, 350, sluiceEvents(4300*time.Millisecond, -1), 0)},
 			map[string]string{active: "PASS", goodput: "PASS", release: "FAIL", lost: "FAIL"},
-			map[string]string{release: "not released by the end of the run, 12.0s after the fall (cool-down 5s); 1 activation(s), 0 release(s)",
+			map[string]string{release: "not released by the end of the run, 20.0s after the fall (cool-down 5s); 1 activation(s), 0 release(s)",
 				lost: "not measured: the standby was not released after the fall"}},
 		{"released during the overload", []Result{standbyRun(PeerSluice, 4300*time.Millisecond, 350, sluiceEvents(4300*time.Millisecond, 12*s), 0)},
 			map[string]string{active: "PASS", goodput: "PASS", release: "FAIL", lost: "FAIL"},
 			map[string]string{release: "released by t=12.0s, during the overload"}},
 		{"requests lost", []Result{standbyRun(PeerSluice, 4300*time.Millisecond, 350, sluiceEvents(4300*time.Millisecond, 22800*time.Millisecond), 2)},
 			map[string]string{active: "PASS", goodput: "PASS", release: "PASS", lost: "FAIL"},
-			map[string]string{lost: "2 of 720 requests sent from t=17.0s (the fall) to t=29.0s failed, the release at t=22.8s among them (refused queue-timeout 2)"}},
+			map[string]string{lost: "2 of 1200 requests sent from t=17.0s (the fall) to t=37.0s failed, the release at t=22.8s among them (refused queue-timeout 2)"}},
 		{"sluice skipped", []Result{{Peer: PeerSluice, Skipped: "sluice: skipped (bin/sluice not found)"}, haproxy},
 			map[string]string{active: "FAIL", goodput: "FAIL", release: "FAIL", lost: "FAIL"},
 			map[string]string{active: "not measured: sluice skipped", lost: "not measured: sluice skipped"}},

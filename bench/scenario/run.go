@@ -111,9 +111,11 @@ type durations struct {
 	// long polls. A fail run of 15 s sees Sluice's first ejection (10 s by
 	// default) end, and what follows.
 	qos, qosSlow, longHold, qosTimeout time.Duration
-	// qos-standby: the overload step, the low step after it (long
-	// enough for the cool-down, the release and a few seconds past it),
-	// and Sluice's --standby-cool-down.
+	// qos-standby: the overload step, the low step after it, and
+	// Sluice's --standby-cool-down. The low step holds the cool-down
+	// several times over: the release comes a cool-down after the last
+	// sample that was not quiet, and on a busy machine the first quiet
+	// stretch can be cut short (one run released 11.4 s after the fall).
 	standbyHigh, standbyLow, standbyCoolDown time.Duration
 }
 
@@ -122,12 +124,12 @@ func (o Options) durations() durations {
 		return durations{unloaded: 2 * time.Second, overload: 3 * time.Second, priority: 4 * time.Second,
 			fairness: 4 * time.Second, demo: 5 * time.Second, timeout: 2 * time.Second,
 			qos: 7 * time.Second, qosSlow: 4 * time.Second, longHold: 8 * time.Second, qosTimeout: 5 * time.Second,
-			standbyHigh: 8 * time.Second, standbyLow: 9 * time.Second, standbyCoolDown: 5 * time.Second}
+			standbyHigh: 8 * time.Second, standbyLow: 12 * time.Second, standbyCoolDown: 5 * time.Second}
 	}
 	return durations{unloaded: 6 * time.Second, overload: 12 * time.Second, priority: 15 * time.Second,
 		fairness: 15 * time.Second, demo: 20 * time.Second, timeout: 3 * time.Second,
 		qos: 15 * time.Second, qosSlow: 12 * time.Second, longHold: 20 * time.Second, qosTimeout: 5 * time.Second,
-		standbyHigh: 15 * time.Second, standbyLow: 12 * time.Second, standbyCoolDown: 5 * time.Second}
+		standbyHigh: 15 * time.Second, standbyLow: 20 * time.Second, standbyCoolDown: 5 * time.Second}
 }
 
 // env is the state shared by the runs of one invocation.

@@ -81,10 +81,10 @@ same open-loop load, and prints them side by side with Sluice's floors:
   qos       Sluice and HAProxy leastconn in front of redundant origins, one
             of which fails (500s), hangs or is 4x slower; 40 long polls
             beside 100 quick requests; and one backend with a standby
-            offered 1.8x its capacity (about 3.5 minutes; --quick about 2).
+            offered 1.8x its capacity (about 4 minutes; --quick about 2).
             Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll,
             qos-standby
-  all       overload, priority, fairness and qos (about 8 minutes;
+  all       overload, priority, fairness and qos (about 8.5 minutes;
             --quick about 3)
 A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
 or cannot be measured (Sluice missing or failed to start).
