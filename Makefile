@@ -70,13 +70,13 @@ bench-compare: build
 	scripts/bench-compare.sh
 
 # Overload goodput, priority, fairness and backend QoS: Sluice against
-# HAProxy, nginx and no proxy. About 7 minutes.
+# HAProxy, nginx and no proxy. About 8.5 minutes.
 bench-overload: build
 	scripts/bench-overload.sh
 
 # Backend QoS alone: redundant origins of which one fails, hangs or is slow,
-# and long polls beside quick requests; Sluice against HAProxy leastconn.
-# About 2.5 minutes.
+# long polls beside quick requests, and a standby brought in for an
+# overload; Sluice against HAProxy leastconn. About 4 minutes.
 bench-qos: build
 	SCENARIO=qos scripts/bench-overload.sh
 

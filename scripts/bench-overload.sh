@@ -14,8 +14,8 @@
 #   scripts/bench-overload.sh --json overload.json --cpu 0
 #   SCENARIO=qos-fail scripts/bench-overload.sh
 # Everything listens on 127.0.0.1; sluice-bench kills every process it
-# started on exit (also on Ctrl-C). About 7 minutes (qos alone about 2.5);
-# --quick about 2.5 minutes. Exits 1 when a floor for Sluice fails or could
+# started on exit (also on Ctrl-C). About 8.5 minutes (qos alone about 4);
+# --quick about 3 minutes. Exits 1 when a floor for Sluice fails or could
 # not be measured.
 set -euo pipefail
 

@@ -93,6 +93,7 @@ type Second struct {
 	T      int           `json:"t"` // seconds since the start
 	Sent   int64         `json:"sent"`
 	OK     int64         `json:"ok"`     // 2xx responses
+	Good   int64         `json:"good"`   // 2xx responses within the SLO: the second's goodput
 	Errors int64         `json:"errors"` // client-side errors (timeouts, resets, ...)
 	Shed   int64         `json:"shed"`   // responses carrying X-Sluice-Shed
 	Other  int64         `json:"other"`  // other non-2xx responses

@@ -75,11 +75,11 @@ func (a *agg) add(res *record, lat, slo int64) {
 // refusals, fast or slow, whose latencies would hide what the requests that
 // were served actually took.
 type secAgg struct {
-	sent, ok, errs, shed, other int64
-	h                           *hdrhistogram.Histogram
-	max                         int64                   // exact, ns
-	okh                         *hdrhistogram.Histogram // 2xx only; nil for the progress interval
-	okMax                       int64                   // exact, ns
+	sent, ok, good, errs, shed, other int64
+	h                                 *hdrhistogram.Histogram
+	max                               int64                   // exact, ns
+	okh                               *hdrhistogram.Histogram // 2xx only; nil for the progress interval
+	okMax                             int64                   // exact, ns
 }
 
 func newSecAgg() secAgg {
@@ -223,6 +223,9 @@ func (c *collector) add(res *record) {
 			continue
 		case res.status >= 200 && res.status < 300:
 			s.ok++
+			if lat <= c.slo {
+				s.good++
+			}
 			if s.okh != nil {
 				_ = s.okh.RecordValue(toMicros(lat))
 				s.okMax = max(s.okMax, lat)
@@ -352,7 +355,7 @@ func (c *collector) report(issued, elapsed time.Duration) *Report {
 	for i := range c.secs {
 		s := &c.secs[i]
 		rep.Series[i] = Second{
-			T: i, Sent: s.sent, OK: s.ok, Errors: s.errs, Shed: s.shed, Other: s.other,
+			T: i, Sent: s.sent, OK: s.ok, Good: s.good, Errors: s.errs, Shed: s.shed, Other: s.other,
 			P50: quantile(s.h, s.max, 50), P90: quantile(s.h, s.max, 90), P99: quantile(s.h, s.max, 99),
 			Max:   time.Duration(s.max),
 			OKP50: quantile(s.okh, s.okMax, 50), OKP99: quantile(s.okh, s.okMax, 99),

@@ -70,11 +70,13 @@ func TestSeriesSuccessLatency(t *testing.T) {
 		c.add(finished(2, 30*time.Millisecond, 200, 0))
 	}
 	c.add(finished(2, 90*time.Millisecond, 204, 0))
+	c.add(finished(0, 600*time.Millisecond, 200, 0)) // a success past the 500ms SLO
 	rep := c.report(3*time.Second, 3*time.Second)
 	require.Len(t, rep.Series, 3)
 
 	s0, s1, s2 := rep.Series[0], rep.Series[1], rep.Series[2]
-	require.Equal(t, int64(100), s0.OK)
+	require.Equal(t, int64(101), s0.OK)
+	require.Equal(t, int64(100), s0.Good, "the late success is no goodput")
 	require.Equal(t, int64(200), s0.Shed)
 	require.InDelta(t, 500*time.Millisecond, s0.P50, float64(5*time.Millisecond), "all responses: mostly refusals")
 	require.InDelta(t, 40*time.Millisecond, s0.OKP50, float64(time.Millisecond))
@@ -85,6 +87,7 @@ func TestSeriesSuccessLatency(t *testing.T) {
 	require.Zero(t, s1.OKP50)
 	require.Zero(t, s1.OKP99)
 
+	require.Equal(t, int64(101), s2.Good)
 	require.InDelta(t, 30*time.Millisecond, s2.OKP50, float64(time.Millisecond))
 	require.InDelta(t, 30*time.Millisecond, s2.OKP99, float64(time.Millisecond))
 	require.Equal(t, 90*time.Millisecond, s2.Max, "max is exact")

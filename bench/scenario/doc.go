@@ -21,11 +21,15 @@
 // the time they were sent (loadgen's Config.After), and check that the
 // run did what it was for before judging it: the change was made, the
 // long polls were on the origin. A run that did not is not measured, and
-// fails.
+// fails. Its standby part (qosstandby.go) overloads one backend with a
+// standby beside it, and reads when the standby took load from the
+// standby origin's counters, sampled during the run, and the activation
+// and release from Sluice's log, followed during the run (events.go).
 //
 // Scenario code is plumbing around loadgen and origin, so its tests are
 // light: the generated configs (checked by haproxy -c and nginx -t when
 // installed, which CI makes sure of), the tables and floors on synthetic
-// reports, and a quick demo against the built binary, held to a goodput
-// floor that a limiter frozen at its starting value fails.
+// reports, a quick demo against the built binary, held to a goodput
+// floor that a limiter frozen at its starting value fails, and a short
+// qos-standby run against it.
 package scenario

@@ -96,6 +96,9 @@ func (b Binaries) available(peer string) (string, error) {
 type upstream struct {
 	addr    string // host:port
 	workers int    // requests it serves at full speed at once
+	// standby: a spare, not one of the peer's backends: Sluice's
+	// --standby, HAProxy's backup server.
+	standby bool
 }
 
 // startPeer starts peer in front of the origins ups (one, except for
@@ -107,6 +110,9 @@ func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, di
 	}
 	if len(ups) > 1 && peer != PeerSluice && peer != PeerHAProxyLeastconn {
 		return nil, fmt.Errorf("%s: takes one origin, got %d", peer, len(ups))
+	}
+	if ups[0].standby {
+		return nil, fmt.Errorf("%s: the first origin is a standby; it must be a backend", peer)
 	}
 	backend, workers := ups[0].addr, ups[0].workers
 	if peer == PeerDirect {
@@ -125,7 +131,11 @@ func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, di
 	case PeerSluice:
 		argv = []string{bin, "--listen", listen}
 		for _, u := range ups {
-			argv = append(argv, "--backend", "http://"+u.addr)
+			flag := "--backend"
+			if u.standby {
+				flag = "--standby"
+			}
+			argv = append(argv, flag, "http://"+u.addr)
 		}
 		argv = append(argv, b.SluiceArgs...)
 	case PeerHAProxyTuned, PeerHAProxyUntuned, PeerHAProxyLeastconn:
@@ -133,7 +143,7 @@ func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, di
 		if peer == PeerHAProxyLeastconn {
 			servers := make([]HAProxyServer, len(ups))
 			for i, u := range ups {
-				servers[i] = HAProxyServer{Addr: u.addr, MaxConn: u.workers}
+				servers[i] = HAProxyServer{Addr: u.addr, MaxConn: u.workers, Backup: u.standby}
 			}
 			text = HAProxyLeastconnConfig(listen, servers)
 		}
@@ -233,6 +243,11 @@ func haproxyHead(listen, queueTimeout string) string {
 type HAProxyServer struct {
 	Addr    string // host:port
 	MaxConn int    // the origin's workers
+	// Backup makes it a backup server: HAProxy sends it requests only
+	// while every other server is down. It is HAProxy's nearest thing to
+	// a standby; nothing in HAProxy brings one in because the others are
+	// overloaded.
+	Backup bool
 }
 
 // HAProxyLeastconnConfig is HAProxy in front of redundant origins, as an
@@ -255,6 +270,8 @@ type HAProxyServer struct {
 //     broken responses, 500, 502, 503, 504), for GET and HEAD only
 //     (disable-l7-retry otherwise): a failed idempotent request is sent
 //     again, to another server.
+//   - a Backup server gets the backup option: it takes requests only
+//     while every other server is down, and is checked like the others.
 //
 // The checks are requests like any other to the origins (one a second
 // each), and so go through their fault injection.
@@ -275,7 +292,11 @@ func HAProxyLeastconnConfig(listen string, servers []HAProxyServer) string {
 	}, "\n"))
 	b.WriteString("\n")
 	for i, s := range servers {
-		fmt.Fprintf(&b, "    server o%d %s maxconn %d\n", i+1, s.Addr, s.MaxConn)
+		backup := ""
+		if s.Backup {
+			backup = " backup"
+		}
+		fmt.Fprintf(&b, "    server o%d %s maxconn %d%s\n", i+1, s.Addr, s.MaxConn, backup)
 	}
 	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,9 +16,11 @@ import (
 )
 
 // The qos scenario: redundant origins behind one peer, one of which turns
-// bad, with the floors of the backend-QoS issue. Sluice runs with its
-// default flags; HAProxy as HAProxyLeastconnConfig writes it. Every run has
-// fresh origins, as everywhere else.
+// bad, and a standby brought in for an overload, with the floors of the
+// backend-QoS issue. Sluice runs with its default flags (the standby run
+// adds --standby and a shorter cool-down); HAProxy as
+// HAProxyLeastconnConfig writes it. Every run has fresh origins, as
+// everywhere else.
 //
 //   - fail: three origins of 8 workers × 40 ms (600 req/s together) at
 //     0.6× that; at t=3s the first answers every request 500 at once,
@@ -48,6 +51,9 @@ import (
 //     the end of the quick requests): with the long polls kept away from
 //     it, the origin is idle and the quick requests prove nothing.
 //
+//   - standby: one active origin and one standby offered 1.8× the
+//     active one's capacity; qosstandby.go has the run and its floors.
+//
 // "At 70% of the peers' capacity" is read as the issue's own first
 // statement of the case spells it out, 70% of the fast pair's capacity
 // together. The other reading, 70% of one fast origin (175 req/s here,
@@ -75,14 +81,24 @@ type originChange struct {
 type poolRun struct {
 	scenario, peer, load, pool string
 	origins                    []origin.Config
-	cfg                        loadgen.Config // Target is filled in
-	change                     *originChange
+	// standbys is how many of the last origins are standbys rather than
+	// backends: Sluice's --standby, HAProxy's backup servers.
+	standbys int
+	cfg      loadgen.Config // Target is filled in
+	change   *originChange
 	// side runs at the same time as cfg, against the same peer (the long
 	// polls); its report is Result.LongPolls.
 	side *loadgen.Config
-	// sampleAt are offsets at which the first origin's counters are read
-	// while the load runs (Result.Samples).
-	sampleAt []time.Duration
+	// sampleAt are offsets at which the counters of the origin numbered
+	// sampleOrigin (0, the first, by default) are read while the load
+	// runs (Result.Samples).
+	sampleAt     []time.Duration
+	sampleOrigin int
+	// sluiceArgs are flags Sluice gets in this run after the usual ones.
+	sluiceArgs []string
+	// events: follow the peer's log while the load runs and keep the
+	// monitor's events, with when they appeared (Result.Events).
+	events bool
 }
 
 // Sample is one reading of an origin's counters during a run.
@@ -142,9 +158,13 @@ func (e *env) runPool(ctx context.Context, pr poolRun) (Result, error) {
 			return res, fmt.Errorf("start origin o%d: %w", i+1, err)
 		}
 		defer stop()
-		ups[i] = upstream{addr: addr, workers: oc.Workers}
+		ups[i] = upstream{addr: addr, workers: oc.Workers, standby: i >= len(pr.origins)-pr.standbys}
 	}
-	f, err := e.opt.startPeer(ctx, pr.peer, ups, e.dir)
+	bins := e.opt.Binaries
+	if pr.peer == PeerSluice && len(pr.sluiceArgs) > 0 {
+		bins.SluiceArgs = append(slices.Clone(bins.SluiceArgs), pr.sluiceArgs...)
+	}
+	f, err := bins.startPeer(ctx, pr.peer, ups, e.dir)
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -157,6 +177,14 @@ func (e *env) runPool(ctx context.Context, pr poolRun) (Result, error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The offsets of the samples, the change and the events count from
+	// here; the load starts a moment later.
+	start := time.Now()
+	var follow chan []PeerEvent
+	if pr.events && f.proc != nil {
+		follow = make(chan []PeerEvent, 1)
+		go func() { follow <- followLog(runCtx, f.proc.logPath, start) }()
+	}
 	var wg sync.WaitGroup
 	var sideRep *loadgen.Report
 	var sideErr error
@@ -170,12 +198,12 @@ func (e *env) runPool(ctx context.Context, pr poolRun) (Result, error) {
 		addr := ups[ch.origin].addr
 		go func() { changeErr <- after(runCtx, ch.at, func() error { return postOriginConfig(addr, ch.settings) }) }()
 	}
-	res.Samples = make([]Sample, len(pr.sampleAt))
+	res.Samples, res.SampleOrigin = make([]Sample, len(pr.sampleAt)), pr.sampleOrigin
 	for i, at := range pr.sampleAt {
 		wg.Go(func() {
 			res.Samples[i].At = at
 			err := after(runCtx, at, func() error {
-				st, err := originStats(ups[0].addr)
+				st, err := originStats(ups[pr.sampleOrigin].addr)
 				res.Samples[i].Stats = st
 				return err
 			})
@@ -193,6 +221,9 @@ func (e *env) runPool(ctx context.Context, pr poolRun) (Result, error) {
 	}
 	wg.Wait()
 	cancel()
+	if follow != nil {
+		res.Events = <-follow
+	}
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
@@ -276,10 +307,10 @@ func originStats(addr string) (origin.Stats, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// qos runs the four sub-scenarios.
+// qos runs the five sub-scenarios.
 func (e *env) qos(ctx context.Context, s *Summary) error {
-	fmt.Fprintln(e.out, "\n== qos: redundant origins, one of them turns bad (sluice: default flags; haproxy-leastconn: see docs/benchmarks.md)")
-	for _, step := range []func(context.Context, *Summary) error{e.qosFail, e.qosHang, e.qosSlow, e.qosLongPoll} {
+	fmt.Fprintln(e.out, "\n== qos: redundant origins, one of them turns bad, and a standby for an overload (sluice: default flags; haproxy-leastconn: see docs/benchmarks.md)")
+	for _, step := range []func(context.Context, *Summary) error{e.qosFail, e.qosHang, e.qosSlow, e.qosLongPoll, e.qosStandby} {
 		if err := step(ctx, s); err != nil {
 			return err
 		}

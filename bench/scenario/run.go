@@ -88,12 +88,18 @@ type Result struct {
 	Report      *loadgen.Report `json:"report,omitempty"`
 
 	// Of the qos runs, in front of several origins:
-	Pool      string          `json:"pool,omitempty"`     // which origins, when a scenario compares pools
-	Change    string          `json:"change,omitempty"`   // what was done to an origin during the run, and when
-	After     time.Duration   `json:"after_ns,omitempty"` // Report.After counts requests sent from here on
-	Origins   []origin.Stats  `json:"origins,omitempty"`  // each origin's counters at the end of the run
-	Samples   []Sample        `json:"samples,omitempty"`  // the first origin's counters during the run
-	LongPolls *loadgen.Report `json:"long_polls,omitempty"`
+	Pool    string         `json:"pool,omitempty"`     // which origins, when a scenario compares pools
+	Change  string         `json:"change,omitempty"`   // what was done to an origin during the run, and when
+	After   time.Duration  `json:"after_ns,omitempty"` // Report.After counts requests sent from here on
+	Origins []origin.Stats `json:"origins,omitempty"`  // each origin's counters at the end of the run
+	// Samples are one origin's counters during the run: the origin
+	// numbered SampleOrigin (from 0) in Origins.
+	Samples      []Sample        `json:"samples,omitempty"`
+	SampleOrigin int             `json:"sample_origin,omitempty"`
+	LongPolls    *loadgen.Report `json:"long_polls,omitempty"`
+	// Events are the monitor's events in the peer's log (Sluice's), with
+	// when they appeared.
+	Events []PeerEvent `json:"events,omitempty"`
 }
 
 // durations are the lengths of the runs.
@@ -105,17 +111,25 @@ type durations struct {
 	// long polls. A fail run of 15 s sees Sluice's first ejection (10 s by
 	// default) end, and what follows.
 	qos, qosSlow, longHold, qosTimeout time.Duration
+	// qos-standby: the overload step, the low step after it, and
+	// Sluice's --standby-cool-down. The low step holds the cool-down
+	// several times over: the release comes a cool-down after the last
+	// sample that was not quiet, and on a busy machine the first quiet
+	// stretch can be cut short (one run released 11.4 s after the fall).
+	standbyHigh, standbyLow, standbyCoolDown time.Duration
 }
 
 func (o Options) durations() durations {
 	if o.Quick {
 		return durations{unloaded: 2 * time.Second, overload: 3 * time.Second, priority: 4 * time.Second,
 			fairness: 4 * time.Second, demo: 5 * time.Second, timeout: 2 * time.Second,
-			qos: 7 * time.Second, qosSlow: 4 * time.Second, longHold: 8 * time.Second, qosTimeout: 5 * time.Second}
+			qos: 7 * time.Second, qosSlow: 4 * time.Second, longHold: 8 * time.Second, qosTimeout: 5 * time.Second,
+			standbyHigh: 8 * time.Second, standbyLow: 12 * time.Second, standbyCoolDown: 5 * time.Second}
 	}
 	return durations{unloaded: 6 * time.Second, overload: 12 * time.Second, priority: 15 * time.Second,
 		fairness: 15 * time.Second, demo: 20 * time.Second, timeout: 3 * time.Second,
-		qos: 15 * time.Second, qosSlow: 12 * time.Second, longHold: 20 * time.Second, qosTimeout: 5 * time.Second}
+		qos: 15 * time.Second, qosSlow: 12 * time.Second, longHold: 20 * time.Second, qosTimeout: 5 * time.Second,
+		standbyHigh: 15 * time.Second, standbyLow: 20 * time.Second, standbyCoolDown: 5 * time.Second}
 }
 
 // env is the state shared by the runs of one invocation.

@@ -12,8 +12,9 @@ import (
 )
 
 // Names of the scenarios Run accepts.
-// qos-fail, qos-hang, qos-slow and qos-longpoll run one part of qos.
-var Names = []string{"overload", "priority", "fairness", "qos", "qos-fail", "qos-hang", "qos-slow", "qos-longpoll", "all"}
+// qos-fail, qos-hang, qos-slow, qos-longpoll and qos-standby run one part
+// of qos.
+var Names = []string{"overload", "priority", "fairness", "qos", "qos-fail", "qos-hang", "qos-slow", "qos-longpoll", "qos-standby", "all"}
 
 // Summary is everything a scenario invocation measured, as written by
 // --json.
@@ -71,10 +72,12 @@ func Run(ctx context.Context, name string, opt Options) (*Summary, error) {
 		steps = append(steps, e.qosSlow)
 	case "qos-longpoll":
 		steps = append(steps, e.qosLongPoll)
+	case "qos-standby":
+		steps = append(steps, e.qosStandby)
 	case "all":
 		steps = append(steps, e.overload, e.priority, e.fairness, e.qos)
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (want overload, priority, fairness, qos, qos-fail, qos-hang, qos-slow, qos-longpoll or all)", name)
+		return nil, fmt.Errorf("unknown scenario %q (want overload, priority, fairness, qos, qos-fail, qos-hang, qos-slow, qos-longpoll, qos-standby or all)", name)
 	}
 	if !strings.HasPrefix(name, "qos") { // qos has origins of its own, printed with each part
 		fmt.Fprintf(e.out, "Origin: %d workers × %s (%s) = %.0f req/s; open-loop Poisson arrivals; SLO 500ms; client timeout %s\n",

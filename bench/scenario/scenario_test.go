@@ -52,7 +52,7 @@ func TestHAProxyConfig(t *testing.T) {
 	if !strings.Contains(untuned, "maxconn 100\n") || !strings.Contains(untuned, "timeout queue 5s") || strings.Contains(untuned, "priority") {
 		t.Errorf("untuned config:\n%s", untuned)
 	}
-	leastconn := HAProxyLeastconnConfig("127.0.0.1:8001", []HAProxyServer{{"127.0.0.1:9001", 8}, {"127.0.0.1:9002", 8}, {"127.0.0.1:9003", 28}})
+	leastconn := HAProxyLeastconnConfig("127.0.0.1:8001", []HAProxyServer{{Addr: "127.0.0.1:9001", MaxConn: 8}, {Addr: "127.0.0.1:9002", MaxConn: 8}, {Addr: "127.0.0.1:9003", MaxConn: 28}})
 	for _, want := range []string{
 		"balance leastconn",
 		"timeout queue 100ms",
@@ -67,13 +67,17 @@ func TestHAProxyConfig(t *testing.T) {
 			t.Errorf("leastconn config lacks %q:\n%s", want, leastconn)
 		}
 	}
-	// When HAProxy is installed, have it check both configs.
+	backup := HAProxyLeastconnConfig("127.0.0.1:8001", []HAProxyServer{{Addr: "127.0.0.1:9001", MaxConn: 8}, {Addr: "127.0.0.1:9002", MaxConn: 8, Backup: true}})
+	if !strings.Contains(backup, "server o1 127.0.0.1:9001 maxconn 8\n") || !strings.Contains(backup, "server o2 127.0.0.1:9002 maxconn 8 backup\n") {
+		t.Errorf("config with a backup server:\n%s", backup)
+	}
+	// When HAProxy is installed, have it check the configs.
 	bin, ok := syntaxChecker(t, "haproxy")
 	if !ok {
 		return
 	}
 	dir := t.TempDir()
-	for name, cfg := range map[string]string{"tuned": tuned, "untuned": untuned, "leastconn": leastconn} {
+	for name, cfg := range map[string]string{"tuned": tuned, "untuned": untuned, "leastconn": leastconn, "backup": backup} {
 		path := filepath.Join(dir, name+".cfg")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)

@@ -23,7 +23,7 @@ func TestDispatchHelpAndErrors(t *testing.T) {
 		{[]string{"origin", "--schedule", "10s:color=red"}, 2, `unknown setting "color"`},
 		{[]string{"demo", "--help"}, 0, "-sluice path"},
 		{[]string{"scenario", "--help"}, 0, "overload|priority|fairness|qos|all"},
-		{[]string{"scenario", "--help"}, 0, "qos-fail, qos-hang, qos-slow, qos-longpoll"},
+		{[]string{"scenario", "--help"}, 0, "qos-fail, qos-hang, qos-slow, qos-longpoll,\n            qos-standby"},
 		{[]string{"origin", "--help"}, 0, "-error-fast"},
 		{[]string{"scenario"}, 2, "usage: sluice-bench scenario"},
 		{[]string{"scenario", "nope", "--in-process-origin"}, 1, `unknown scenario "nope"`},

@@ -79,11 +79,13 @@ same open-loop load, and prints them side by side with Sluice's floors:
   priority  critical (X-Priority) at 0.5x on top of low at 2.5x
   fairness  tenant t1 (X-Tenant) at 10x its share, t2..t5 within theirs
   qos       Sluice and HAProxy leastconn in front of redundant origins, one
-            of which fails (500s), hangs or is 4x slower; and 40 long polls
-            beside 100 quick requests (about 2.5 minutes; --quick about 75s).
-            Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll
-  all       overload, priority, fairness and qos (about 7 minutes;
-            --quick about 2.5)
+            of which fails (500s), hangs or is 4x slower; 40 long polls
+            beside 100 quick requests; and one backend with a standby
+            offered 1.8x its capacity (about 4 minutes; --quick about 2).
+            Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll,
+            qos-standby
+  all       overload, priority, fairness and qos (about 8.5 minutes;
+            --quick about 3)
 A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
 or cannot be measured (Sluice missing or failed to start).
 
