@@ -82,6 +82,7 @@ type ClassReport struct {
 	Shed           map[string]int64 `json:"shed"`
 	Latency        Percentiles      `json:"latency"`
 	SuccessLatency Percentiles      `json:"success_latency"`
+	RefusalLatency Percentiles      `json:"refusal_latency"` // 503 and 429 responses
 }
 
 // Second is one point of the per-second time series. Sent counts requests by
@@ -131,6 +132,7 @@ type Report struct {
 	Shed           map[string]int64 `json:"shed"`          // refusals by the X-Sluice-Shed header value
 	Latency        Percentiles      `json:"latency"`       // all responses, from the scheduled send time
 	SuccessLatency Percentiles      `json:"success_latency"`
+	RefusalLatency Percentiles      `json:"refusal_latency"` // 503 and 429 responses
 	// SendLag is how late requests went out against their schedule (open
 	// loop): the generator's own contribution to Latency.
 	SendLag Percentiles   `json:"send_lag"`

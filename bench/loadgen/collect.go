@@ -36,6 +36,10 @@ type agg struct {
 	shed                      map[uint8]int64
 	all, okh                  *hdrhistogram.Histogram
 	maxAll, maxOK             int64 // exact, ns
+	// refh: the refusals (503 and 429), apart: how soon a refused client
+	// knows is a figure of its own.
+	refh   *hdrhistogram.Histogram
+	maxRef int64
 }
 
 func newAgg() *agg {
@@ -44,6 +48,7 @@ func newAgg() *agg {
 		shed:   make(map[uint8]int64),
 		all:    newHist(histSigFigs),
 		okh:    newHist(histSigFigs),
+		refh:   newHist(histSigFigs),
 	}
 }
 
@@ -67,6 +72,10 @@ func (a *agg) add(res *record, lat, slo int64) {
 		}
 		_ = a.okh.RecordValue(toMicros(lat))
 		a.maxOK = max(a.maxOK, lat)
+	}
+	if res.status == 503 || res.status == 429 {
+		_ = a.refh.RecordValue(toMicros(lat))
+		a.maxRef = max(a.maxRef, lat)
 	}
 }
 
@@ -292,6 +301,7 @@ func (c *collector) classReport(name string, a *agg, secs float64) ClassReport {
 		Shed:           make(map[string]int64, len(a.shed)),
 		Latency:        percentiles(a.all, a.maxAll),
 		SuccessLatency: percentiles(a.okh, a.maxOK),
+		RefusalLatency: percentiles(a.refh, a.maxRef),
 	}
 	if a.sent > 0 {
 		cr.SuccessRatio = float64(a.ok) / float64(a.sent)
@@ -331,6 +341,7 @@ func (c *collector) report(issued, elapsed time.Duration) *Report {
 		Shed:           tot.Shed,
 		Latency:        tot.Latency,
 		SuccessLatency: tot.SuccessLatency,
+		RefusalLatency: tot.RefusalLatency,
 	}
 	if cfg.Conns > 0 {
 		rep.Mode = "closed"

@@ -11,11 +11,15 @@ import (
 
 // Peer names, as they appear in tables and JSON.
 const (
-	PeerDirect         = "direct"
-	PeerSluice         = "sluice"
-	PeerHAProxyTuned   = "haproxy-tuned"
-	PeerHAProxyUntuned = "haproxy-untuned"
-	PeerNginx          = "nginx"
+	PeerDirect       = "direct"
+	PeerSluice       = "sluice"
+	PeerHAProxyTuned = "haproxy-tuned"
+	// PeerHAProxyQueue500 is haproxy-tuned with timeout queue 500ms: the
+	// common mistake of a queue timeout as long as the SLO, kept to show
+	// what it costs (what it admits waits out most of the SLO).
+	PeerHAProxyQueue500 = "haproxy-queue-500ms"
+	PeerHAProxyUntuned  = "haproxy-untuned"
+	PeerNginx           = "nginx"
 	// PeerHAProxyLeastconn is HAProxy in front of redundant origins, as
 	// the QoS scenario runs it: see HAProxyLeastconnConfig.
 	PeerHAProxyLeastconn = "haproxy-leastconn"
@@ -78,7 +82,7 @@ func (b Binaries) available(peer string) (string, error) {
 		return "", nil
 	case PeerSluice:
 		name = b.Sluice
-	case PeerHAProxyTuned, PeerHAProxyUntuned, PeerHAProxyLeastconn:
+	case PeerHAProxyTuned, PeerHAProxyQueue500, PeerHAProxyUntuned, PeerHAProxyLeastconn:
 		name = b.HAProxy
 	case PeerNginx:
 		name = b.Nginx
@@ -138,8 +142,11 @@ func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, di
 			argv = append(argv, flag, "http://"+u.addr)
 		}
 		argv = append(argv, b.SluiceArgs...)
-	case PeerHAProxyTuned, PeerHAProxyUntuned, PeerHAProxyLeastconn:
+	case PeerHAProxyTuned, PeerHAProxyQueue500, PeerHAProxyUntuned, PeerHAProxyLeastconn:
 		text := HAProxyConfig(listen, backend, peer == PeerHAProxyTuned, workers)
+		if peer == PeerHAProxyQueue500 {
+			text = haproxyTunedConfig(listen, backend, workers, "500ms")
+		}
 		if peer == PeerHAProxyLeastconn {
 			servers := make([]HAProxyServer, len(ups))
 			for i, u := range ups {
@@ -190,25 +197,29 @@ func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, di
 
 // HAProxyConfig is the HAProxy configuration for one peer.
 //
-// Tuned is what an operator who knows the origin's capacity writes: at most
-// as many requests on the server as the origin has workers, a 500 ms queue
-// so a request that cannot be served within the SLO gets a 503 instead of
-// waiting, and a priority class for critical requests so the queue serves
-// them first.
+// Tuned is what a competent operator who knows the origin's capacity
+// writes: at most as many requests on the server as the origin has
+// workers, a queue timeout well below the SLO (100 ms) so that a request
+// that cannot be served soon gets a 503 at once instead of waiting, and a
+// priority class for critical requests so the queue serves them first.
+// (A queue timeout of 500 ms, the SLO itself, is the common mistake that
+// PeerHAProxyQueue500 runs: what it admits waits out most of the SLO.)
 //
 // Untuned is a plausible configuration written without that knowledge:
 // server maxconn 100 and a 5 s queue timeout, no priorities.
 func HAProxyConfig(listen, backend string, tuned bool, workers int) string {
-	server := "    server origin " + backend + " maxconn 100\n"
-	queue := "5s"
-	prio := ""
 	if tuned {
-		server = fmt.Sprintf("    server origin %s maxconn %d\n", backend, workers)
-		queue = "500ms"
-		prio = "    http-request set-priority-class int(-10) if { req.hdr(X-Priority) -m str critical }\n" +
-			"    http-request set-priority-class int(10) if { req.hdr(X-Priority) -m str low }\n"
+		return haproxyTunedConfig(listen, backend, workers, "100ms")
 	}
-	return haproxyHead(listen, queue) + prio + server
+	return haproxyHead(listen, "5s") + "    server origin " + backend + " maxconn 100\n"
+}
+
+// haproxyTunedConfig is the tuned configuration with the queue timeout
+// given.
+func haproxyTunedConfig(listen, backend string, workers int, queue string) string {
+	prio := "    http-request set-priority-class int(-10) if { req.hdr(X-Priority) -m str critical }\n" +
+		"    http-request set-priority-class int(10) if { req.hdr(X-Priority) -m str low }\n"
+	return haproxyHead(listen, queue) + prio + fmt.Sprintf("    server origin %s maxconn %d\n", backend, workers)
 }
 
 // haproxyHead is what every generated HAProxy config shares: global and

@@ -72,6 +72,8 @@ type Options struct {
 	// Dir holds generated configs and logs; "" makes (and removes) a
 	// temporary directory.
 	Dir string
+	// Plot is where the sweep writes its SVG plot; "" writes none.
+	Plot string
 	// Seed seeds the load generator's arrivals. Default 1.
 	Seed uint64
 }

@@ -14,7 +14,7 @@ import (
 // Names of the scenarios Run accepts.
 // qos-fail, qos-hang, qos-slow, qos-longpoll and qos-standby run one part
 // of qos.
-var Names = []string{"overload", "priority", "fairness", "qos", "qos-fail", "qos-hang", "qos-slow", "qos-longpoll", "qos-standby", "all"}
+var Names = []string{"overload", "sweep", "priority", "fairness", "qos", "qos-fail", "qos-hang", "qos-slow", "qos-longpoll", "qos-standby", "all"}
 
 // Summary is everything a scenario invocation measured, as written by
 // --json.
@@ -58,6 +58,8 @@ func Run(ctx context.Context, name string, opt Options) (*Summary, error) {
 	switch name {
 	case "overload":
 		steps = append(steps, e.overload)
+	case "sweep":
+		steps = append(steps, e.sweep)
 	case "priority":
 		steps = append(steps, e.priority)
 	case "fairness":
@@ -75,9 +77,9 @@ func Run(ctx context.Context, name string, opt Options) (*Summary, error) {
 	case "qos-standby":
 		steps = append(steps, e.qosStandby)
 	case "all":
-		steps = append(steps, e.overload, e.priority, e.fairness, e.qos)
+		steps = append(steps, e.overload, e.sweep, e.priority, e.fairness, e.qos)
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (want overload, priority, fairness, qos, qos-fail, qos-hang, qos-slow, qos-longpoll, qos-standby or all)", name)
+		return nil, fmt.Errorf("unknown scenario %q (want overload, sweep, priority, fairness, qos, qos-fail, qos-hang, qos-slow, qos-longpoll, qos-standby or all)", name)
 	}
 	if !strings.HasPrefix(name, "qos") { // qos has origins of its own, printed with each part
 		fmt.Fprintf(e.out, "Origin: %d workers × %s (%s) = %.0f req/s; open-loop Poisson arrivals; SLO 500ms; client timeout %s\n",

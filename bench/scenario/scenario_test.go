@@ -41,12 +41,15 @@ func TestHAProxyConfig(t *testing.T) {
 	for _, want := range []string{
 		"bind 127.0.0.1:8001",
 		"server origin 127.0.0.1:9001 maxconn 8\n",
-		"timeout queue 500ms",
+		"timeout queue 100ms",
 		"set-priority-class int(-10) if { req.hdr(X-Priority) -m str critical }",
 	} {
 		if !strings.Contains(tuned, want) {
 			t.Errorf("tuned config lacks %q:\n%s", want, tuned)
 		}
+	}
+	if q500 := haproxyTunedConfig("127.0.0.1:8001", "127.0.0.1:9001", 8, "500ms"); !strings.Contains(q500, "timeout queue 500ms") || !strings.Contains(q500, "maxconn 8\n") {
+		t.Errorf("queue-500ms config:\n%s", q500)
 	}
 	untuned := HAProxyConfig("127.0.0.1:8001", "127.0.0.1:9001", false, 8)
 	if !strings.Contains(untuned, "maxconn 100\n") || !strings.Contains(untuned, "timeout queue 5s") || strings.Contains(untuned, "priority") {

@@ -22,7 +22,7 @@ func TestDispatchHelpAndErrors(t *testing.T) {
 		{[]string{"origin", "--workers", "-1"}, 2, "Workers must be >= 0, got -1"},
 		{[]string{"origin", "--schedule", "10s:color=red"}, 2, `unknown setting "color"`},
 		{[]string{"demo", "--help"}, 0, "-sluice path"},
-		{[]string{"scenario", "--help"}, 0, "overload|priority|fairness|qos|all"},
+		{[]string{"scenario", "--help"}, 0, "overload|sweep|priority|fairness|qos|all"},
 		{[]string{"scenario", "--help"}, 0, "qos-fail, qos-hang, qos-slow, qos-longpoll,\n            qos-standby"},
 		{[]string{"origin", "--help"}, 0, "-error-fast"},
 		{[]string{"scenario"}, 2, "usage: sluice-bench scenario"},

@@ -69,13 +69,18 @@ func scenarioCommand(args []string, stdout, stderr io.Writer) int {
 	var b benchFlags
 	addBenchFlags(fs, &b, true)
 	jsonPath := fs.String("json", "", "also write every report and floor to this JSON `file`")
+	fs.StringVar(&b.opt.Plot, "plot", "sweep.svg", "where the sweep writes its SVG `file` of p99 and goodput against load (\"\" = none)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: sluice-bench scenario [flags] overload|priority|fairness|qos|all
+		fmt.Fprint(stderr, `usage: sluice-bench scenario [flags] overload|sweep|priority|fairness|qos|all
 
 Puts Sluice (default flags), HAProxy (tuned and untuned), nginx and no proxy
 in front of the same simulated origin (4 workers × 20ms = 200 req/s) under the
 same open-loop load, and prints them side by side with Sluice's floors:
   overload  0.3x, 3x and 6x capacity: goodput within a 500ms SLO, p50/p99
+  sweep     Sluice and haproxy-tuned (maxconn = workers, timeout queue
+            100ms) from 0.5x to 10x, a fresh origin and proxy per load:
+            goodput, admitted p99 against the unloaded one, refusal p99;
+            writes sweep.svg (about 5 minutes; --quick about 1)
   priority  critical (X-Priority) at 0.5x on top of low at 2.5x
   fairness  tenant t1 (X-Tenant) at 10x its share, t2..t5 within theirs
   qos       Sluice and HAProxy leastconn in front of redundant origins, one
@@ -84,8 +89,8 @@ same open-loop load, and prints them side by side with Sluice's floors:
             offered 1.8x its capacity (about 4 minutes; --quick about 2).
             Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll,
             qos-standby
-  all       overload, priority, fairness and qos (about 8.5 minutes;
-            --quick about 3)
+  all       overload, sweep, priority, fairness and qos (about 14 minutes;
+            --quick about 4)
 A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
 or cannot be measured (Sluice missing or failed to start).
 
