@@ -174,7 +174,9 @@ func writeSweepPlot(path string, results []Result) error {
 	if len(series) == 0 {
 		return fmt.Errorf("nothing to plot")
 	}
-	lx := func(x float64) float64 { return pad + (w-2*pad)*(math.Log10(x)-math.Log10(0.3))/(math.Log10(10)-math.Log10(0.3)) }
+	lx := func(x float64) float64 {
+		return pad + (w-2*pad)*(math.Log10(x)-math.Log10(0.3))/(math.Log10(10)-math.Log10(0.3))
+	}
 	ly := func(ms float64) float64 { return h - pad - (h-2*pad)*math.Log10(max(ms, 1))/math.Log10(maxP99*1.2) }
 	gy := func(g float64) float64 { return h - pad - (h-2*pad)*min(g, 1.1)/1.1 }
 	colors := map[string]string{PeerSluice: "#1f77b4", PeerHAProxyTuned: "#d62728"}

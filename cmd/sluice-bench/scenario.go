@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sluiceproxy/sluice/bench/origin"
 	"github.com/sluiceproxy/sluice/bench/scenario"
 )
 
@@ -70,6 +71,8 @@ func scenarioCommand(args []string, stdout, stderr io.Writer) int {
 	addBenchFlags(fs, &b, true)
 	jsonPath := fs.String("json", "", "also write every report and floor to this JSON `file`")
 	fs.StringVar(&b.opt.Plot, "plot", "sweep.svg", "where the sweep writes its SVG `file` of p99 and goodput against load (\"\" = none)")
+	workers := fs.Int("workers", 0, "the origin's workers for overload, sweep, priority and fairness (0 = 4)")
+	service := fs.Duration("service", 0, "the origin's mean service `time` for those scenarios (0 = 20ms)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: sluice-bench scenario [flags] overload|sweep|priority|fairness|qos|all
 
@@ -119,6 +122,16 @@ flags:
 	if err := b.finish(); err != nil {
 		fmt.Fprintln(stderr, "sluice-bench scenario:", err)
 		return 1
+	}
+	if *workers != 0 || *service != 0 {
+		o := origin.Default()
+		if *workers != 0 {
+			o.Workers = *workers
+		}
+		if *service != 0 {
+			o.Service = *service
+		}
+		b.opt.OriginConfig = o
 	}
 	b.opt.Out = stdout
 
