@@ -147,6 +147,11 @@
 // round trips, ≥ 10 ms and ≥ 4 samples) by
 // max(baseline·(1+tolerance), baseline+latencySlack)/latency, clamped to
 // [0.5, 2], plus a headroom of max(0.5, log10 limit); failures cut it by 20%.
+// The window's latency is its median (of up to 32 samples, reservoir
+// sampled), not its mean: with one request in ten costing 20 times the
+// others, the mean is 2.9 times the cheap latency at any load, which read
+// as congestion held the limit at its floor (goodput in work 0.75 of
+// capacity at 2x; 0.95 with the median, TestSimulationRequestCost).
 // It settles just past the knee, where throughput is already at its maximum
 // and latency has barely risen (tolerance 0.1, headroom 0.5: 5 in flight
 // against a knee of 4).

@@ -229,7 +229,13 @@ type window struct {
 	n        int
 	failures int
 	maxIn    int
+	// last holds up to windowKeep of the window's samples, each equally
+	// likely, for typical.
+	last [windowKeep]time.Duration
 }
+
+// windowKeep is how many of a window's samples typical reads.
+const windowKeep = 32
 
 const minWindowSamples = 4
 
@@ -237,6 +243,13 @@ func (w *window) add(rtt time.Duration, inflight int, failed bool) {
 	if failed {
 		w.failures++
 	} else {
+		if w.n < windowKeep {
+			w.last[w.n] = rtt
+		} else if j := int(uint64(w.n) * 2654435761 % uint64(w.n+1)); j < windowKeep {
+			// Reservoir sampling, with a hash of the count for the
+			// draw: every sample of the window equally likely kept.
+			w.last[j] = rtt
+		}
 		w.sum += rtt
 		w.n++
 	}
@@ -262,6 +275,27 @@ func (w *window) mean() time.Duration {
 		return 0
 	}
 	return w.sum / time.Duration(w.n)
+}
+
+// typical is the median of the window's samples: the latency of
+// most of its requests. The mean is what one kind of request costs when
+// kinds mix: with one request in ten costing 20 times the others, the
+// mean is 2.9 times the cheap latency whatever the load, and read against
+// a baseline that is the cheap one (the median of clean samples), it was
+// congestion all the time; the limit sat at its floor and 25% of the
+// requests were refused at 1x. A backend that congests slows most of its
+// requests, and the median follows; a minority of slow kinds does not
+// move it.
+func (w *window) typical() time.Duration {
+	n := min(w.n, windowKeep)
+	if n == 0 {
+		return 0
+	}
+	var buf [windowKeep]time.Duration
+	s := buf[:n]
+	copy(s, w.last[:n])
+	sortDurations(s)
+	return s[n/2]
 }
 
 func (w *window) reset(now time.Time) { *w = window{start: now} }
@@ -432,7 +466,7 @@ func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int,
 	}
 	var next float64
 	limit := float64(congested(g.base.ref(), g.tolerance))
-	mean := float64(g.win.mean())
+	mean := float64(g.win.typical())
 	if g.win.failures > 0 {
 		g.growth(false)
 		next = g.lim * 0.8

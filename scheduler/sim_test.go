@@ -40,6 +40,9 @@ type simStream struct {
 	class  Class
 	tenant uint64
 	rate   float64 // req/s
+	// cost multiplies the origin's service time for this stream's
+	// requests; 0 means 1.
+	cost float64
 }
 
 type simSpec struct {
@@ -81,6 +84,7 @@ type simJob struct {
 type simStreamResult struct {
 	sent, good, served int
 	refused            map[error]int
+	lat                []time.Duration // of every measured success
 }
 
 type simResult struct {
@@ -160,7 +164,11 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		crowdAt = spec.crowd.at
 	}
 	start := func(i int, t Ticket) {
-		jobs = append(jobs, simJob{req: i, ticket: t, rem: float64(origin.service)})
+		cost := spec.streams[reqs[i].stream].cost
+		if cost == 0 {
+			cost = 1
+		}
+		jobs = append(jobs, simJob{req: i, ticket: t, rem: cost * float64(origin.service)})
 		res.maxConc = max(res.maxConc, len(jobs))
 	}
 	arrive := func(i int, r *Request) {
@@ -278,6 +286,7 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		res.served++
 		st.served++
 		res.lat = append(res.lat, lat)
+		st.lat = append(st.lat, lat)
 		if lat <= goodputWithin {
 			res.good++
 			st.good++
