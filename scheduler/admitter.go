@@ -365,9 +365,12 @@ func (s *Scheduler) makeRoomLocked(t *tenant, c Class) error {
 // 1024 holds five seconds of work, ten times what can be served before it
 // times out, so the excess waited 500 ms for a certain refusal. Before
 // any latency is known nothing is estimated and QueueMax bounds alone. The
-// bound is never below the backends' limits together (or
-// minQueueBound): a few requests per slot are a backlog the limiter needs
-// to see to grow, whatever the estimate says.
+// time bound never goes below minQueueBound: it only lets a queue grow
+// past what a count bound used to allow when the backends can serve it.
+// The estimate rests on a latency average that one stalled request moves
+// a long way, and with a floor of 16 a closed-loop client of 32
+// connections in front of a fast origin was refused queue-full whenever
+// the gateway itself was starved of CPU for a moment.
 func (s *Scheduler) queueBoundLocked(c Class) int {
 	bound := s.cfg.QueueMax
 	if n, ok := s.cap.servable(s.timeouts[c].Seconds()); ok {
@@ -376,8 +379,9 @@ func (s *Scheduler) queueBoundLocked(c Class) int {
 	return bound
 }
 
-// minQueueBound is the least the time bound of the queue may be.
-const minQueueBound = 16
+// minQueueBound is the least the time bound of the queue may be: the
+// count bound of before, under which the queue behaves as it did.
+const minQueueBound = 1024
 
 // overShareLocked reports whether t, with extra more requests, would hold
 // more than its weighted share of limit (the queue's bound) among the

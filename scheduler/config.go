@@ -17,9 +17,10 @@ import (
 // explains each choice.
 type Config struct {
 	// QueueMax bounds the number of requests waiting in the gateway for this
-	// service (all classes and tenants together): a memory guard, since
-	// the queue is bounded first by the time its work will take to drain
-	// (queueBoundLocked). Requests; default 16384; 0 means the default.
+	// service (all classes and tenants together): a memory guard. Above
+	// 1024 requests the queue is bounded by the time its work will take to
+	// drain (queueBoundLocked). Requests; default 16384; 0 means the
+	// default.
 	QueueMax int `yaml:"queue_max"`
 	// QueueTimeout is the longest a request may wait in the queue before it
 	// is refused with ErrQueueTimeout (503). Default 500ms, the time after
@@ -190,7 +191,7 @@ func sortedKeys[K interface{ ~uint8 | ~string }, V any](m map[K]V) []K {
 // values as the defaults. The flags and YAML share one parser per setting.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.QueueMax, "queue-max", c.QueueMax,
-		"maximum `requests` waiting per service, all classes together: a memory guard; the queue is first bounded by what the backends serve within the queue timeout (0 = 16384)")
+		"maximum `requests` waiting per service, all classes together: a memory guard; between 1024 and it, the queue holds what the backends serve within the queue timeout (0 = 16384)")
 	fs.DurationVar(&c.QueueTimeout, "queue-timeout", c.QueueTimeout,
 		"longest a request may wait in the queue before a 503 (0 = 500ms)")
 	fs.TextVar(&c.Discipline, "queue-discipline", c.Discipline,

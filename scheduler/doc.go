@@ -52,14 +52,14 @@
 // arrivals, so it needs no interval of its own: half a timeout of work is
 // built in 125 ms at 3× and is all but unreachable at 0.9×.
 //
-// Bounds: by time first, then by count. The queue holds what the backends
+// Bounds: by time, within count bounds. The queue holds what the backends
 // are expected to serve within the class's queue timeout (the drain
-// estimate, at least their limits together plus 16), and never more than
-// QueueMax, a memory guard. A bound by count alone refused a flash crowd
-// of 10,000 clients beyond 1024 in front of an origin that would have
-// served them all in 0.16 s, and in front of a small origin held five
-// seconds of work, so that the excess waited out the queue timeout for a
-// certain refusal (TestSimulationFlashCrowd). Under pressure (half full) a
+// estimate), but never fewer than 1024 requests (the count bound of
+// before: the estimate rests on a latency average one stalled request
+// moves far) and never more than QueueMax, a memory guard. A bound by
+// count alone refused a flash crowd of 10,000 clients beyond 1024 in
+// front of an origin that would have served them all in a tenth of a
+// second (TestSimulationFlashCrowd). Under pressure (half full) a
 // tenant holding more than its weighted share of the queue is refused with
 // ErrTenantShare while others still get in; when full, a more important
 // class displaces the least important waiting request, and a tenant within

@@ -23,6 +23,8 @@
 #                   metrics cost, interleaved in one run
 #   PROXY_CPU=0 LOAD_CPU=1   cores for the proxy, and for origin + wrk
 #   SLUICE_ARGS=    extra flags for sluice
+#   SLUICE_BASE=    a sluice binary for PROXIES=sluice_base (another build,
+#                   e.g. of an earlier commit, for a before/after ratio)
 #   SKIP_BUILD=1    use bin/sluice as it is
 #
 # Everything listens on 127.0.0.1; every process started here is killed on
@@ -215,6 +217,19 @@ start_sluice() {
 	GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$ROOT/bin/sluice" \
 		--listen "127.0.0.1:$1" --backend "http://127.0.0.1:$ORIGIN_PORT" \
 		--access-log=false --log-level warn $SLUICE_ARGS >"$TMP/sluice/out.log" 2>&1 &
+	PID=$!
+}
+
+# start_sluice_base is start_sluice with the binary $SLUICE_BASE: another
+# build (an earlier commit) measured in the same interleaved runs, for a
+# before-and-after ratio that the machine's noise affects alike.
+start_sluice_base() {
+	[ -x "${SLUICE_BASE:-}" ] || die "sluice_base: set SLUICE_BASE to a sluice binary"
+	mkdir -p "$TMP/sluice"
+	# shellcheck disable=SC2086
+	GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$SLUICE_BASE" \
+		--listen "127.0.0.1:$1" --backend "http://127.0.0.1:$ORIGIN_PORT" \
+		--access-log=false --log-level warn $SLUICE_ARGS >"$TMP/sluice/base.log" 2>&1 &
 	PID=$!
 }
 
