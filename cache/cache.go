@@ -97,6 +97,10 @@ func (c *Cache) Lookup(req *Request, now time.Time) Lookup {
 // stale-if-error, stale-while-revalidate).
 func (c *Cache) CountStale() { c.stale.Add(1) }
 
+// CountTooLarge counts a response whose body passed MaxObjectBytes while
+// it was relayed, before Store could see it whole.
+func (c *Cache) CountTooLarge() { c.tooLarge.Add(1) }
+
 // CountMiss counts a request that went to the origin after a Revalidate
 // and got a new response.
 func (c *Cache) CountMiss() { c.misses.Add(1) }
