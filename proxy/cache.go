@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -446,4 +447,27 @@ func (rcs routeCaches) forRoute(r RouteConfig) *routeCache {
 		return nil
 	}
 	return c
+}
+
+// ErrNoCache: the service has no cache to purge.
+var ErrNoCache = errors.New("service has no cache")
+
+// PurgeCache removes from a service's cache the responses stored under
+// key ("host/path?query", the host in lower case without port), or with
+// prefix under every key that starts with it, and returns how many.
+func (s *Server) PurgeCache(service, key string, prefix bool) (int, error) {
+	s.reloadMu.Lock()
+	svc := s.services[service]
+	var c *cache.Cache
+	if svc != nil {
+		c = svc.cache
+	}
+	s.reloadMu.Unlock()
+	switch {
+	case svc == nil:
+		return 0, fmt.Errorf("service %q: %w", service, ErrUnknownService)
+	case c == nil:
+		return 0, fmt.Errorf("service %q: %w", service, ErrNoCache)
+	}
+	return c.Purge(key, prefix), nil
 }
