@@ -60,9 +60,11 @@ func (c *Cache) SetLimits(cfg Config) {
 func (c *Cache) MaxObjectBytes() int64 { return c.maxObject.Load() }
 
 // Lookup finds the stored response for req and says what to do (see
-// Decision). It counts a hit or a miss; a Revalidate counts when its
-// outcome is known (Revalidated, or a miss when the origin sent a new
-// response).
+// Decision). It counts a hit (fresh or stale) and an OnlyIfCached miss;
+// the caller counts a Miss with CountMiss once it goes to the origin (a
+// request that waits for another's fetch and is then answered from the
+// store is a hit, not both), and a Revalidate counts when its outcome is
+// known (Revalidated, or CountMiss when the origin sent a new response).
 func (c *Cache) Lookup(req *Request, now time.Time) Lookup {
 	if !safeMethod(req.Method) || req.Method != http.MethodGet && req.Method != http.MethodHead ||
 		req.Header != nil && req.Header.Peek("Range") != nil {
@@ -87,7 +89,7 @@ func (c *Cache) Lookup(req *Request, now time.Time) Lookup {
 		} else {
 			c.hits.Add(1)
 		}
-	case Miss, OnlyIfCached:
+	case OnlyIfCached:
 		c.misses.Add(1)
 	}
 	return l
@@ -101,8 +103,8 @@ func (c *Cache) CountStale() { c.stale.Add(1) }
 // it was relayed, before Store could see it whole.
 func (c *Cache) CountTooLarge() { c.tooLarge.Add(1) }
 
-// CountMiss counts a request that went to the origin after a Revalidate
-// and got a new response.
+// CountMiss counts a request that went to the origin for a Miss, or after
+// a Revalidate and got a new response.
 func (c *Cache) CountMiss() { c.misses.Add(1) }
 
 // StoreResult is what Store did with a response.

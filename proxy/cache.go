@@ -139,6 +139,9 @@ func (x *exchange) cached() error {
 			}
 		}
 	}
+	if f.look.Decision == cache.Miss {
+		c.CountMiss()
+	}
 	if f.look.Decision == cache.Revalidate {
 		// The validators are the stored response's; the client's own
 		// conditionals are evaluated against the result (NotModified).

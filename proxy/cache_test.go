@@ -322,6 +322,9 @@ func TestCacheCoalescesThousandMisses(t *testing.T) {
 	client.CloseIdleConnections()
 	assert.EqualValues(t, clients, ok.Load())
 	assert.EqualValues(t, clients-1, hits.Load())
+	st := cacheState(t, p)
+	assert.EqualValues(t, 1, st.Misses, "a waiter answered from the store is a hit only")
+	assert.EqualValues(t, clients-1, st.Hits)
 	assert.EqualValues(t, 1, o.hits.Load(), "one origin request for 1,000 concurrent misses")
 }
 
