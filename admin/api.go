@@ -295,3 +295,51 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, apiError{Error: msg})
 }
+
+// Purge is the body of POST /api/v1/cache/purge: a service and either the
+// cache key of one resource ("host/path?query", the host in lower case
+// without port) or a prefix of keys ("host/static/").
+type Purge struct {
+	Service string `json:"service"`
+	Key     string `json:"key"`
+	Prefix  string `json:"prefix"`
+}
+
+// PurgeResult says how many stored responses a purge removed.
+type PurgeResult struct {
+	OK     bool `json:"ok"`
+	Purged int  `json:"purged"`
+}
+
+func (s *Server) handlePurge(w http.ResponseWriter, r *http.Request) {
+	var p Purge
+	if err := decodeStrict(r.Body, &p); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	switch {
+	case strings.TrimSpace(p.Service) == "":
+		writeError(w, http.StatusBadRequest, "service: required")
+		return
+	case p.Key == "" && p.Prefix == "":
+		writeError(w, http.StatusBadRequest, "key: required (or prefix)")
+		return
+	case p.Key != "" && p.Prefix != "":
+		writeError(w, http.StatusBadRequest, "prefix: give key or prefix, not both")
+		return
+	}
+	key, prefix := p.Key, false
+	if p.Prefix != "" {
+		key, prefix = p.Prefix, true
+	}
+	n, err := s.gw.PurgeCache(p.Service, key, prefix)
+	if err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, proxy.ErrUnknownService) || errors.Is(err, proxy.ErrNoCache) {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, PurgeResult{OK: true, Purged: n})
+}

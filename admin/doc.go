@@ -34,6 +34,7 @@
 //	POST /api/v1/add         {"service","backend"}: a new backend URL
 //	POST /api/v1/remove      {"service","backend"}
 //	POST /api/v1/reload      re-applies the configuration file
+//	POST /api/v1/cache/purge {"service","key"} or {"service","prefix"}: stored responses removed
 //
 // Bad input is 400 with a message that names the field, an unknown
 // service or backend 404, a missing or wrong token 401.

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluiceproxy/sluice/bench/origin"
+	"github.com/sluiceproxy/sluice/cache"
 	"github.com/sluiceproxy/sluice/proxy"
 	"github.com/sluiceproxy/sluice/scheduler"
 )
@@ -56,6 +57,7 @@ type rigOptions struct {
 	queue    scheduler.Config
 	token    string
 	reloadFn func(gw *proxy.Server) func() error
+	cache    bool // the service caches (docs/cache.md)
 }
 
 func startOrigins(t *testing.T, n, workers int, service time.Duration) []*origin.Origin {
@@ -96,6 +98,9 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		Queue:         o.queue,
 		Log:           proxy.LogConfig{AccessLog: &off},
 		ShutdownGrace: 5 * time.Second,
+	}
+	if o.cache {
+		cfg.Services[0].Cache = &cache.Config{Enabled: true}
 	}
 	gw, err := proxy.New(cfg, zerolog.Nop())
 	require.NoError(t, err)

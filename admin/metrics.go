@@ -265,6 +265,24 @@ var (
 		"Standby backends configured, by service.", []string{"service"}, nil)
 	descReloads = prometheus.NewDesc("sluice_reloads_total",
 		"Configuration reloads (SIGHUP or the admin API), by result (ok, failed).", []string{"result"}, nil)
+	descCacheRequests = prometheus.NewDesc("sluice_cache_requests_total",
+		"Requests on cached routes by what the cache did: hit, miss, stale (served stale), revalidated (a 304 confirmed the stored copy).",
+		[]string{"service", "result"}, nil)
+	descCacheCoalesced = prometheus.NewDesc("sluice_cache_coalesced_waits_total",
+		"Requests that waited for another request's fetch of the same resource.", []string{"service"}, nil)
+	descCacheStores = prometheus.NewDesc("sluice_cache_stores_total",
+		"Responses stored (304 updates included).", []string{"service"}, nil)
+	descCacheNotStored = prometheus.NewDesc("sluice_cache_not_stored_total",
+		"Responses not stored, by reason: not-storable (RFC 9111 or Set-Cookie), too-large.", []string{"service", "reason"}, nil)
+	descCacheRemoved = prometheus.NewDesc("sluice_cache_removed_total",
+		"Stored responses removed, by reason: evicted (memory bound), invalidated (unsafe method), purged (admin API).",
+		[]string{"service", "reason"}, nil)
+	descCacheBytes = prometheus.NewDesc("sluice_cache_bytes",
+		"Memory the stored responses take, as the cache counts it.", []string{"service"}, nil)
+	descCacheMaxBytes = prometheus.NewDesc("sluice_cache_max_bytes",
+		"The cache's memory bound.", []string{"service"}, nil)
+	descCacheEntries = prometheus.NewDesc("sluice_cache_entries",
+		"Responses stored.", []string{"service"}, nil)
 	descEvents = prometheus.NewDesc("sluice_events_total",
 		"Events in the event log, by kind.", []string{"kind"}, nil)
 )
@@ -303,6 +321,22 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(descRefusals, float64(r.n), s.Name, r.reason)
 		}
 		gauge(descStandbyConfigured, float64(len(s.Standby)), s.Name)
+		if c := s.Cache; c != nil {
+			counter(descCacheRequests, float64(c.Hits), s.Name, "hit")
+			counter(descCacheRequests, float64(c.Misses), s.Name, "miss")
+			counter(descCacheRequests, float64(c.Stale), s.Name, "stale")
+			counter(descCacheRequests, float64(c.Revalidated), s.Name, "revalidated")
+			counter(descCacheCoalesced, float64(c.Coalesced), s.Name)
+			counter(descCacheStores, float64(c.Stores), s.Name)
+			counter(descCacheNotStored, float64(c.NotStored), s.Name, "not-storable")
+			counter(descCacheNotStored, float64(c.TooLarge), s.Name, "too-large")
+			counter(descCacheRemoved, float64(c.Evictions), s.Name, "evicted")
+			counter(descCacheRemoved, float64(c.Invalidations), s.Name, "invalidated")
+			counter(descCacheRemoved, float64(c.Purged), s.Name, "purged")
+			gauge(descCacheBytes, float64(c.Bytes), s.Name)
+			gauge(descCacheMaxBytes, float64(c.MaxBytes), s.Name)
+			gauge(descCacheEntries, float64(c.Entries), s.Name)
+		}
 		for _, b := range s.Backends {
 			l := []string{s.Name, b.ID}
 			gauge(descInflight, float64(b.Sched.Inflight), l...)

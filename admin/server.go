@@ -71,6 +71,7 @@ func New(cfg Config, gw *proxy.Server, reload func() error) (*Server, error) {
 		return gw.RemoveBackend(c.Service, c.Backend)
 	}))
 	change("/api/v1/reload", http.HandlerFunc(s.handleReload))
+	change("/api/v1/cache/purge", http.HandlerFunc(s.handlePurge))
 
 	s.hs = &http.Server{
 		Handler:           s.mux,

@@ -4,6 +4,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/sluiceproxy/sluice/cache"
 	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
@@ -27,6 +28,9 @@ type Config struct {
 	// Monitor is the default backend watch (outlier ejection, health
 	// check) for services that set none.
 	Monitor monitor.Config `yaml:"monitor"`
+	// Cache is the default cache for services that set none; off unless
+	// enabled.
+	Cache cache.Config `yaml:"cache"`
 	// ShutdownGrace bounds how long in-flight requests may finish after
 	// SIGTERM. Default 15s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -46,6 +50,7 @@ type ServiceConfig struct {
 	Queue       *scheduler.Config `yaml:"queue"`   // nil: the top-level queue
 	Pool        *pool.Config      `yaml:"pool"`    // nil: the top-level pool
 	Monitor     *monitor.Config   `yaml:"monitor"` // nil: the top-level monitor
+	Cache       *cache.Config     `yaml:"cache"`   // nil: the top-level cache
 }
 
 // RouteConfig sends matching requests to a service. Every set matcher must
@@ -60,6 +65,9 @@ type RouteConfig struct {
 	Priority string `yaml:"priority"`
 	// Timeout is the whole-request deadline for this route (0 = none).
 	Timeout time.Duration `yaml:"timeout"`
+	// Cache turns the service's cache on (true) or off (false) for this
+	// route; unset, the route follows the service's cache.enabled.
+	Cache *bool `yaml:"cache"`
 }
 
 // TimeoutsConfig bounds each phase of a request. Zero means the default.

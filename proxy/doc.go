@@ -52,6 +52,18 @@
 // and durations, valid only during the call. The access log is the first
 // observer; the monitor and the metrics attach the same way.
 //
+// # The cache stage
+//
+// On a route with a cache (cache.go, the rules in package cache), run
+// ends in cached instead of forward: a fresh hit is answered there,
+// before admission; a miss or a revalidation goes through forward with a
+// cacheFlow attached, which the body read feeds (tee) and finish
+// consults (cacheFinish) to store the response, apply a 304 or put a
+// stale copy in place of a 5xx; a refusal or a failed fetch is answered
+// with a stale copy where allowed. The flow is allocated per such request
+// and outlives the exchange, which finish may recycle before forward
+// returns. Routes without a cache pay three nil checks.
+//
 // # Live configuration
 //
 // What a reload may change (routes, classification, limits, timeouts, the

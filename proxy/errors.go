@@ -31,6 +31,7 @@ var (
 	errNoRoute         = errors.New("no route matches")
 	errBadTarget       = errors.New("invalid request target")
 	errClientGone      = errors.New("client closed the request")
+	errOnlyIfCached    = errors.New("only-if-cached and nothing usable stored")
 )
 
 // errorTable maps every error to its response. shed is the X-Sluice-Shed
@@ -49,6 +50,8 @@ var errorTable = [...]struct {
 	{scheduler.ErrTenantShare, fasthttp.StatusTooManyRequests, "tenant-share", "too many requests: tenant over its share"},
 	{errBadGateway, fasthttp.StatusBadGateway, "", "bad gateway: no backend answered"},
 	{errGatewayTimeout, fasthttp.StatusGatewayTimeout, "", "gateway timeout: backend too slow"},
+	// RFC 9111 5.2.1.7: only-if-cached and no stored response fits.
+	{errOnlyIfCached, fasthttp.StatusGatewayTimeout, "", "gateway timeout: not in the cache (only-if-cached)"},
 	{errBodyTooLarge, fasthttp.StatusRequestEntityTooLarge, "", "request body too large"},
 	{errURITooLong, fasthttp.StatusRequestURITooLong, "", "request URI too long"},
 	{errHeaderTooLarge, fasthttp.StatusRequestHeaderFieldsTooLarge, "", "request header fields too large"},

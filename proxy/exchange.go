@@ -89,6 +89,10 @@ type exchange struct {
 	status    int
 	shed      string
 
+	// cache: the cache stage's view of a request that went to the origin
+	// on a cached route (cache.go); nil on every other request.
+	cache *cacheFlow
+
 	rec      Record          // reported by record, once
 	attempts []attemptResult // every attempt's result, for the monitor
 	fault    bool            // the failed attempt was the backend's fault
@@ -122,6 +126,7 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.route = nil
 	x.svc = nil
 	x.up = nil
+	x.cache = nil
 	x.rec = Record{}
 	x.attempts = x.attempts[:0]
 	x.backend = nil

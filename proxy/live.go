@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/sluiceproxy/sluice/cache"
 	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
@@ -42,6 +43,9 @@ type service struct {
 	upstreams map[string]*upstream // by backend ID: the backends and the active standbys
 	leaving   map[string]*upstream // removed, draining; revived if added back
 	pcfg      pool.Config          // the pool settings in force, for standbys brought in
+	// cache is the service's cache, nil while none of its routes caches;
+	// it outlives reloads that keep one, resized in place.
+	cache *cache.Cache
 }
 
 // upstream is one backend of a service: the scheduler's record of it and
@@ -156,12 +160,16 @@ func (s *Server) applyLocked(cfg Config, now time.Time) error {
 		keep[sc.Name] = svc
 	}
 	rt := &liveConfig{cfg: cfg, classify: newClassifier(cfg.Classify)}
+	caches := configureCaches(cfg, keep)
 	for _, rc := range cfg.Routes {
-		rt.routes = append(rt.routes, newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service)))
+		r := newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service))
+		r.cache = caches.forRoute(rc)
+		rt.routes = append(rt.routes, r)
 	}
 	if len(rt.routes) == 0 {
 		first := cfg.Services[0].Name
 		fb := newRoute(RouteConfig{Service: first}, keep[first], hostRewriteOf(cfg, first))
+		fb.cache = caches.forRoute(RouteConfig{Service: first})
 		rt.fallback = &fb
 	}
 	s.rt.Store(rt)

@@ -46,6 +46,9 @@ func (x *exchange) finish(clientErr error) {
 	if o != scheduler.Ignore {
 		x.attempts = append(x.attempts, attemptResult{up: x.up, failed: o == scheduler.Failure, latency: x.latency})
 	}
+	if x.cache != nil {
+		x.cacheFinish()
+	}
 	x.record(now, o, clientErr)
 	x.s.releaseExchange(x)
 }

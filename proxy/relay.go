@@ -132,6 +132,9 @@ func (r *respBodyReader) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := x.resp.BodyStream().Read(p)
+	if x.cache != nil {
+		x.cache.tee(p[:n])
+	}
 	x.respBytes += int64(n)
 	switch {
 	case err == io.EOF:

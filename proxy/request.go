@@ -58,6 +58,9 @@ func (x *exchange) run() error {
 		return err
 	}
 	x.prepareRequest(target, set)
+	if rt.cache != nil {
+		return x.cached()
+	}
 	return x.forward()
 }
 

@@ -25,6 +25,9 @@ type route struct {
 	hasClass    bool
 	timeout     time.Duration
 	name        string // for the observer: the service, or "host/prefix"
+	// cache is the route's cache (cache.go); nil: requests on the route
+	// are not cached.
+	cache *routeCache
 }
 
 type headerMatch struct{ key, value []byte }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"slices"
 
+	"github.com/sluiceproxy/sluice/cache"
 	"github.com/sluiceproxy/sluice/monitor"
 	"github.com/sluiceproxy/sluice/pool"
 	"github.com/sluiceproxy/sluice/scheduler"
@@ -18,6 +19,8 @@ type ServiceSnapshot struct {
 	Queue    scheduler.Stats
 	Backends []BackendSnapshot
 	Standby  []string // the configured standbys, in the order they are used
+	// Cache is the service's cache; nil when no route caches for it.
+	Cache *cache.Stats
 }
 
 // BackendSnapshot is one backend of a service: configured, an active
@@ -57,6 +60,10 @@ func (svc *service) snapshotLocked(sc ServiceConfig) ServiceSnapshot {
 	active := svc.mon.StandbyActive()
 	ss := ServiceSnapshot{Name: svc.name, Queue: st, Standby: slices.Clone(sc.Standby)}
 	ss.Queue.Backends = nil
+	if svc.cache != nil {
+		cs := svc.cache.Stats()
+		ss.Cache = &cs
+	}
 	for _, b := range st.Backends {
 		bs := BackendSnapshot{ID: b.ID, Sched: b, Standby: slices.Contains(active, b.ID)}
 		u := svc.upstreams[b.ID]

@@ -81,12 +81,17 @@ func (c Config) WithDefaults() Config {
 	c.Queue = c.Queue.WithDefaults()
 	c.Pool = c.Pool.WithDefaults()
 	c.Monitor = c.Monitor.WithDefaults()
+	c.Cache = c.Cache.WithDefaults()
 	// Services are copied so that filling in their defaults does not write
 	// through to the caller's slice.
 	svcs := make([]ServiceConfig, len(c.Services))
 	copy(svcs, c.Services)
 	for i := range svcs {
-		q, p, m := c.Queue, c.Pool, c.Monitor
+		q, p, m, k := c.Queue, c.Pool, c.Monitor, c.Cache
+		if svcs[i].Cache != nil {
+			k = svcs[i].Cache.WithDefaults()
+		}
+		svcs[i].Cache = &k
 		if svcs[i].Queue != nil {
 			q = svcs[i].Queue.WithDefaults()
 		}
@@ -129,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Monitor.Validate(); err != nil {
 		return fmt.Errorf("monitor: %w", err)
+	}
+	if err := c.Cache.Validate(); err != nil {
+		return fmt.Errorf("cache: %w", err)
 	}
 	if len(c.Services) == 0 {
 		return fmt.Errorf("services: at least one service is required")
@@ -182,6 +190,11 @@ func (c *Config) Validate() error {
 		if s.Monitor != nil {
 			if err := s.Monitor.Validate(); err != nil {
 				return fmt.Errorf("services[%d].monitor: %w", i, err)
+			}
+		}
+		if s.Cache != nil {
+			if err := s.Cache.Validate(); err != nil {
+				return fmt.Errorf("services[%d].cache: %w", i, err)
 			}
 		}
 		if strings.ContainsAny(s.HostRewrite, " \t\r\n\x00/") {

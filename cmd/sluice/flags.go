@@ -113,6 +113,14 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 	fs.DurationVar(&p.IdleTimeout, "backend-idle-timeout", p.IdleTimeout,
 		"close a pooled backend connection unused this long; keep it below the origin's own keep-alive timeout")
 
+	k := &cfg.Cache
+	fs.BoolVar(&k.Enabled, "cache", k.Enabled,
+		"cache responses (RFC 9111) for every service without its own cache: block (docs/cache.md)")
+	fs.Int64Var(&k.MaxBytes, "cache-max-bytes", k.MaxBytes,
+		"memory bound of each service's cache, in bytes; the least recently used responses go first")
+	fs.Int64Var(&k.MaxObjectBytes, "cache-max-object-bytes", k.MaxObjectBytes,
+		"largest response body stored, in bytes; larger ones are relayed and not stored")
+
 	c := &cfg.Classify
 	fs.StringVar(&c.PriorityHeader, "priority-header", c.PriorityHeader,
 		"request `header` naming the priority class: critical, high, normal or low")
