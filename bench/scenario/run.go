@@ -182,6 +182,14 @@ func (e *env) capacity() float64 { return e.ocfg.Capacity() }
 // start it is recorded in the Result, not returned: the other peers still
 // run. Only cancellation is returned as an error.
 func (e *env) run(ctx context.Context, scenario, peer, load string, rate float64, dur time.Duration, mix []loadgen.Class) (Result, error) {
+	return e.runSchedule(ctx, scenario, peer, load, loadgen.Schedule{{From: rate, To: rate, Dur: dur}}, mix)
+}
+
+// runSchedule is run with a rate that follows sched (bursts, ramps);
+// Result.Rate is its mean.
+func (e *env) runSchedule(ctx context.Context, scenario, peer, load string, sched loadgen.Schedule, mix []loadgen.Class) (Result, error) {
+	dur := sched.Total()
+	rate := sched.Expected() / dur.Seconds()
 	res := Result{Scenario: scenario, Peer: peer, Load: load, Rate: rate, CapacityRPS: e.capacity()}
 	if e.skip(peer, &res) {
 		return res, nil
@@ -204,7 +212,7 @@ func (e *env) run(ctx context.Context, scenario, peer, load string, rate float64
 	defer f.stop()
 	rep, err := loadgen.Run(ctx, loadgen.Config{
 		Target:   f.url,
-		Rate:     loadgen.Schedule{{From: rate, To: rate, Dur: dur}},
+		Rate:     sched,
 		Poisson:  true,
 		Mix:      mix,
 		SLO:      500 * time.Millisecond,

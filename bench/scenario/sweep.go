@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sluiceproxy/sluice/bench/loadgen"
 )
 
 // The sweep scenario: the admission floors across the whole load range, one
@@ -18,8 +20,11 @@ import (
 // 100ms). Loads of 0.5×, 0.8× and 0.9× must see no refusal; from 1.1× to
 // 10×, goodput ≥ 0.95 of capacity, the p99 of admitted requests ≤ 2× the
 // unloaded p99 (Sluice's own, measured first at 0.3×), and the p99 of
-// refusals ≤ 100 ms. It writes an SVG plot (admitted p99 and goodput
-// against offered load, both peers) to Options.Plot.
+// refusals ≤ 100 ms. Two more rows ask the same of loads that change:
+// bursts (1 s at 5× every 10 s over a 0.8× base, 20 s) and 1.5× for only
+// 3 s (the start of an overload must not be served oldest first for
+// long). It writes an SVG plot (admitted p99 and goodput against offered
+// load, both peers) to Options.Plot.
 
 var (
 	sweepLoads = []float64{0.5, 0.8, 0.9, 1.1, 1.2, 1.5, 2, 3, 6, 10}
@@ -39,6 +44,7 @@ func (e *env) sweep(ctx context.Context, s *Summary) error {
 		loads = []float64{0.9, 1.2, 3}
 	}
 	var results []Result
+	defer func() { s.Results = append(s.Results, results...) }()
 	for _, x := range append([]float64{0.3}, loads...) {
 		d := e.dur.overload
 		if x == 0.3 {
@@ -52,7 +58,15 @@ func (e *env) sweep(ctx context.Context, s *Summary) error {
 			results = append(results, r)
 		}
 	}
-	s.Results = append(s.Results, results...)
+	for _, v := range e.sweepVariants() {
+		for _, peer := range sweepPeers {
+			r, err := e.runSchedule(ctx, "sweep", peer, v.name, v.sched, nil)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
+		}
+	}
 	fmt.Fprintln(e.out)
 	writeSweepTable(e.out, results)
 	if e.opt.Plot != "" {
@@ -66,6 +80,32 @@ func (e *env) sweep(ctx context.Context, s *Summary) error {
 	writeFloors(e.out, floors)
 	s.Floors = append(s.Floors, floors...)
 	return nil
+}
+
+// sweepVariant is a row of the sweep whose load changes during the run.
+type sweepVariant struct {
+	name  string
+	sched loadgen.Schedule
+}
+
+// Names of the variant rows; sweepFloors judges them as overloads.
+const (
+	sweepBursts = "bursts"
+	sweepShort  = "1.5x-3s"
+)
+
+func (e *env) sweepVariants() []sweepVariant {
+	c := e.capacity()
+	base, peak := 0.8*c, 5*c
+	flat := func(r float64, d time.Duration) loadgen.Step { return loadgen.Step{From: r, To: r, Dur: d} }
+	bursts := loadgen.Schedule{flat(base, 4500*time.Millisecond), flat(peak, time.Second), flat(base, 9*time.Second), flat(peak, time.Second), flat(base, 4500*time.Millisecond)}
+	if e.opt.Quick {
+		bursts = loadgen.Schedule{flat(base, 2*time.Second), flat(peak, time.Second), flat(base, 2*time.Second)}
+	}
+	return []sweepVariant{
+		{sweepBursts, bursts},
+		{sweepShort, loadgen.Schedule{flat(1.5*c, 3*time.Second)}},
+	}
 }
 
 // sweepLoadName is "0.3x" for the unloaded run too: the sweep's rows are
@@ -124,6 +164,9 @@ func sweepFloors(results []Result) []Floor {
 			continue
 		}
 		x := r.Rate / r.CapacityRPS
+		if r.Load == sweepBursts || r.Load == sweepShort {
+			x = 2 // judged as overloads, whatever their mean
+		}
 		name := func(what string) string { return fmt.Sprintf("sweep %s: %s", r.Load, what) }
 		if r.Report == nil {
 			floors = append(floors, floorUnmeasured("sweep", name("measured"), "sluice "+r.why()))
@@ -164,8 +207,8 @@ func writeSweepPlot(path string, results []Result) error {
 	series := map[string][]pt{}
 	maxP99 := 1.0
 	for _, r := range results {
-		if r.Report == nil || r.CapacityRPS == 0 {
-			continue
+		if r.Report == nil || r.CapacityRPS == 0 || r.Load == sweepBursts || r.Load == sweepShort {
+			continue // the variants have no single offered load
 		}
 		p := float64(r.Report.SuccessLatency.P99) / float64(time.Millisecond)
 		series[r.Peer] = append(series[r.Peer], pt{r.Rate / r.CapacityRPS, p, r.Report.Goodput / r.CapacityRPS})
