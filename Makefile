@@ -11,7 +11,7 @@ DESTDIR  ?=
 # installs.
 CMDS     := $(sort $(notdir $(patsubst %/,%,$(wildcard cmd/*/))))
 
-.PHONY: all build install test test-alloc test-browser test-short demo bench bench-compare bench-overload bench-qos bench-sweep stream-check agent-cost fmt lint clean
+.PHONY: all build install test test-alloc test-browser test-short demo bench bench-compare bench-overload bench-qos bench-sweep bench-matrix stream-check agent-cost fmt lint clean
 
 all: build
 
@@ -73,6 +73,10 @@ bench-compare: build
 # HAProxy, nginx and no proxy. About 8.5 minutes.
 bench-overload: build
 	scripts/bench-overload.sh
+
+# CPU per request across sizes, connections and origin placement.
+bench-matrix: build
+	scripts/bench-matrix.sh
 
 # The admission floors from 0.5x to 10x, Sluice beside haproxy-tuned.
 bench-sweep: build

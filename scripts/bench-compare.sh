@@ -22,6 +22,10 @@
 #                   that PROXIES="sluice sluice_scraped" measures what the
 #                   metrics cost, interleaved in one run
 #   PROXY_CPU=0 LOAD_CPU=1   cores for the proxy, and for origin + wrk
+#   ORIGIN_CPU=     the origin's core (default LOAD_CPU; PROXY_CPU puts it
+#                   on the proxy's own core)
+#   SIZE=           response body bytes (default: the 2-byte "ok"); the
+#                   origin then serves a file of that size
 #   SLUICE_ARGS=    extra flags for sluice
 #   SLUICE_BASE=    a sluice binary for PROXIES=sluice_base (another build,
 #                   e.g. of an earlier commit, for a before/after ratio)
@@ -38,6 +42,8 @@ CONNS=${CONNS:-32}
 PROXIES=${PROXIES:-"haproxy nginx sluice"}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+ORIGIN_CPU=${ORIGIN_CPU:-$LOAD_CPU}
+SIZE=${SIZE:-}
 SLUICE_ARGS=${SLUICE_ARGS:-}
 
 cd "$(dirname "$0")/.."
@@ -157,13 +163,19 @@ $2
 EOF
 }
 
+ORIGIN_LOCATION='location / { return 200 "ok"; }'
+if [ -n "$SIZE" ]; then
+	mkdir -p "$TMP/origin/www"
+	head -c "$SIZE" /dev/urandom >"$TMP/origin/www/body"
+	ORIGIN_LOCATION="location / { root $TMP/origin/www; default_type application/octet-stream; try_files /body =404; }"
+fi
 nginx_conf "$TMP/origin" "
     keepalive_timeout 120s;
     server {
         listen 127.0.0.1:$ORIGIN_PORT;
-        location / { return 200 \"ok\"; }
+        $ORIGIN_LOCATION
     }"
-taskset -c "$LOAD_CPU" nginx -e "$TMP/origin/error.log" -p "$TMP/origin" -c "$TMP/origin/nginx.conf" &
+taskset -c "$ORIGIN_CPU" nginx -e "$TMP/origin/error.log" -p "$TMP/origin" -c "$TMP/origin/nginx.conf" &
 PIDS+=($!)
 wait_http "$ORIGIN_PORT"
 
@@ -274,7 +286,7 @@ one_run() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (core $LOAD_CPU); proxies on core $PROXY_CPU"
+log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (core $ORIGIN_CPU, body ${SIZE:-2} bytes); proxies on core $PROXY_CPU"
 log "load: wrk -t1 -c$CONNS -d$DURATION (core $LOAD_CPU), $WARMUP warm-up, $RUNS runs each"
 for p in $PROXIES; do : >"$TMP/$p.results"; done
 for run in $(seq "$RUNS"); do
