@@ -16,6 +16,7 @@ type Config struct {
 	Listen   string          `yaml:"listen"`   // default "127.0.0.1:8080"
 	Services []ServiceConfig `yaml:"services"` // at least one
 	Routes   []RouteConfig   `yaml:"routes"`   // empty: everything goes to the first service
+	TLS      TLSConfig       `yaml:"tls"`      // TLS termination (tls.go); off by default
 	Timeouts TimeoutsConfig  `yaml:"timeouts"`
 	Limits   LimitsConfig    `yaml:"limits"`
 	Classify ClassifyConfig  `yaml:"classify"`

@@ -40,6 +40,8 @@ type Server struct {
 
 	// The live configuration, swapped whole by Reload.
 	rt atomic.Pointer[liveConfig]
+	// TLS termination: the certificates, swapped whole by Reload (tls.go).
+	tls tlsState
 
 	// Protected by reloadMu: the services by name, and those left by a
 	// reload that still finish their work.
@@ -81,6 +83,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		live:      newLivenessProber(),
 	}
 	s.exchanges.New = func() any { return newExchange(s) }
+	if err := s.tls.init(cfg); err != nil {
+		return nil, err
+	}
 	if err := s.apply(cfg, time.Now()); err != nil {
 		s.closePools()
 		return nil, err
