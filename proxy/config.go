@@ -75,6 +75,9 @@ type TimeoutsConfig struct {
 	// Per write, not per response: a large download may take longer in all.
 	// Default 60s.
 	ClientWrite time.Duration `yaml:"client_write"`
+	// TunnelIdle closes an upgraded connection (a WebSocket) on which no
+	// byte has moved either way for this long. Default 10m.
+	TunnelIdle time.Duration `yaml:"tunnel_idle"`
 }
 
 // LimitsConfig bounds request sizes. Zero means the default.

@@ -58,6 +58,9 @@ func (x *exchange) run() error {
 		return err
 	}
 	x.prepareRequest(target, set)
+	if set&setUpgrade != 0 {
+		x.prepareUpgrade(set) // upgrade.go
+	}
 	return x.forward()
 }
 

@@ -37,6 +37,8 @@ type Server struct {
 	// relays counts responses streamed on hijacked connections (relay.go),
 	// which fasthttp's Shutdown no longer waits for.
 	relays relaySet
+	// tunnels are the upgraded connections (upgrade.go), hijacked too.
+	tunnels relaySet
 
 	// The live configuration, swapped whole by Reload.
 	rt atomic.Pointer[liveConfig]
@@ -149,6 +151,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.fs.ShutdownWithContext(ctx)
 	s.relays.wait(ctx)
+	s.tunnels.wait(ctx)
 	// Pools close after the front end: in-flight requests still use them.
 	// Any connection still in use when ctx ended is closed on release.
 	close(s.tickStop)

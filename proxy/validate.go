@@ -50,6 +50,7 @@ func (c Config) WithDefaults() Config {
 	setDur(&t.ClientBody, DefaultClientBody)
 	setDur(&t.Idle, DefaultIdle)
 	setDur(&t.ClientWrite, DefaultClientWrite)
+	setDur(&t.TunnelIdle, DefaultTunnelIdle)
 	if c.Limits.MaxHeaderBytes == 0 {
 		c.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -217,6 +218,7 @@ func (c *Config) Validate() error {
 		{"timeouts.client_body", t.ClientBody},
 		{"timeouts.idle", t.Idle},
 		{"timeouts.client_write", t.ClientWrite},
+		{"timeouts.tunnel_idle", t.TunnelIdle},
 		{"shutdown_grace", c.ShutdownGrace},
 		{"log.access_log_flush", c.Log.AccessLogFlush},
 	} {

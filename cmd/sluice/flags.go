@@ -32,6 +32,7 @@ var flagGroups = []flagGroup{
 	{"General", []string{"config", "check-config", "print-config", "version", "listen", "backend", "standby", "shutdown-grace"}},
 	{"TLS", []string{"tls-listen", "tls-cert", "tls-key", "backend-ca-file"}},
 	{"Client side", []string{"client-header-timeout", "client-body-timeout", "client-write-timeout", "idle-timeout",
+		"tunnel-idle-timeout",
 		"max-header-bytes", "max-url-bytes", "max-body-bytes"}},
 	{"Backend channels (default for services whose pool is not set in the file)", []string{
 		"max-conns", "warm-conns", "connect-timeout", "response-header-timeout", "backend-idle-timeout"}},
@@ -103,6 +104,8 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 		"time allowed for each write of the response to a client, so a client that stops reading frees its backend channel")
 	fs.DurationVar(&t.Idle, "idle-timeout", t.Idle,
 		"how long an idle client keep-alive connection is kept open")
+	fs.DurationVar(&t.TunnelIdle, "tunnel-idle-timeout", t.TunnelIdle,
+		"close an upgraded connection (a WebSocket) on which nothing has moved either way for this long")
 
 	l := &cfg.Limits
 	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", l.MaxHeaderBytes,
