@@ -76,10 +76,11 @@ func (c TLSConfig) validate(plain string) error {
 		return fmt.Errorf("tls.listen: %q set but no certificate (tls.cert_file, tls.certificates)", c.Listen)
 	}
 	if c.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		_, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
 			return fmt.Errorf("tls.listen: %q is not host:port", c.Listen)
 		}
-		if c.Listen == plain {
+		if c.Listen == plain && port != "0" { // port 0: each gets a port of its own
 			return fmt.Errorf("tls.listen: %q is also the plain listen address", c.Listen)
 		}
 	}
