@@ -65,7 +65,7 @@ func TestAgentDrivesCapAndState(t *testing.T) {
 	}}
 	capa := newFakeCapacity()
 	s := NewService("web", cfg, capa, nil)
-	s.Reconfigure(cfg, []string{"b", "other"}, func(id string) string { return strings.TrimPrefix(srv.URL, "http://") }, time.Now())
+	s.Reconfigure(cfg, []string{"b", "other"}, func(id string) Target { return Target{Addr: strings.TrimPrefix(srv.URL, "http://")} }, time.Now())
 	defer s.Close()
 
 	require.Eventually(t, func() bool { return s.Snapshot()[0].AgentState == "up" }, 5*time.Second, 5*time.Millisecond)

@@ -152,9 +152,9 @@ func NewService(name string, cfg Config, capa Capacity, onEvent func(Event)) *Se
 
 // Reconfigure sets the policy and the backends: those named keep their
 // record, new ones start healthy with nothing learned, missing ones are
-// forgotten (and their health checks stop). addr maps a backend to the
-// host:port its health check dials.
-func (s *Service) Reconfigure(cfg Config, ids []string, addr func(id string) string, now time.Time) {
+// forgotten (and their health checks stop). target maps a backend to
+// where its health check goes.
+func (s *Service) Reconfigure(cfg Config, ids []string, target func(id string) Target, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -190,11 +190,11 @@ func (s *Service) Reconfigure(cfg Config, ids []string, addr func(id string) str
 			b.stopPoll()
 			b.load, b.loadErr = agent.Load{}, ""
 		}
-		if u := agentURL(s.cfg.Agent, b.id, addr(b.id)); u != "" && b.poller == nil {
+		if u := agentURL(s.cfg.Agent, b.id, target(b.id).Addr); u != "" && b.poller == nil {
 			b.poller = startPoller(s, b.id, u, s.cfg.Agent)
 		}
 		if s.cfg.HealthCheck.Path != "" && b.checker == nil {
-			b.checker = startChecker(s, b.id, addr(b.id), s.cfg.HealthCheck)
+			b.checker = startChecker(s, b.id, target(b.id), s.cfg.HealthCheck)
 		}
 		if s.cfg.Outlier.Disabled && b.ejected {
 			s.returnLocked(b, now, "outlier ejection turned off")
@@ -210,9 +210,9 @@ func (s *Service) Reconfigure(cfg Config, ids []string, addr func(id string) str
 // AddBackend starts watching one more backend (a standby brought in) in
 // slow start. The caller has added it to the scheduler capped at 1
 // (scheduler.AddBackendCapped), so that it takes a single request before
-// the cap starts doubling; addr is what its health check dials. A backend
+// the cap starts doubling; t is where its health check goes. A backend
 // already watched is left as it is.
-func (s *Service) AddBackend(id, addr string, now time.Time) {
+func (s *Service) AddBackend(id string, t Target, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.backends[id] != nil {
@@ -222,7 +222,7 @@ func (s *Service) AddBackend(id, addr string, now time.Time) {
 	s.backends[id] = b
 	s.order = append(s.order, b)
 	if s.cfg.HealthCheck.Path != "" {
-		b.checker = startChecker(s, id, addr, s.cfg.HealthCheck)
+		b.checker = startChecker(s, id, t, s.cfg.HealthCheck)
 	}
 	s.publishLocked(b, now)
 }

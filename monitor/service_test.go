@@ -71,7 +71,7 @@ func newTestService(t *testing.T, cfg Config, ids ...string) (*Service, *fakeCap
 	capa := newFakeCapacity()
 	var events []Event
 	s := NewService("web", cfg, capa, func(e Event) { events = append(events, e) })
-	s.Reconfigure(cfg, ids, func(id string) string { return id }, t0)
+	s.Reconfigure(cfg, ids, func(id string) Target { return Target{Addr: id} }, t0)
 	t.Cleanup(s.Close)
 	return s, capa, &events
 }
@@ -211,11 +211,11 @@ func TestHealthCheck(t *testing.T) {
 	var mu sync.Mutex
 	var kinds []EventKind
 	s := NewService("web", cfg, capa, func(e Event) { mu.Lock(); kinds = append(kinds, e.Kind); mu.Unlock() })
-	s.Reconfigure(cfg, []string{"b", "other"}, func(id string) string {
+	s.Reconfigure(cfg, []string{"b", "other"}, func(id string) Target {
 		if id == "b" {
-			return addr
+			return Target{Addr: addr}
 		}
-		return "127.0.0.1:1" // nothing listens: unhealthy from the start
+		return Target{Addr: "127.0.0.1:1"} // nothing listens: unhealthy from the start
 	}, time.Now())
 	defer s.Close()
 

@@ -315,7 +315,7 @@ func TestServiceStandbyEvents(t *testing.T) {
 // over SlowStart and is then lifted; removed, it is forgotten.
 func TestServiceAddBackendSlowStart(t *testing.T) {
 	s, capa, _ := newTestService(t, Config{}, "a")
-	s.AddBackend("s1", "s1", t0)
+	s.AddBackend("s1", Target{Addr: "s1"}, t0)
 	snap := s.Snapshot()
 	require.Len(t, snap, 2)
 	assert.Equal(t, "s1", snap[1].ID)
@@ -327,7 +327,7 @@ func TestServiceAddBackendSlowStart(t *testing.T) {
 	assert.Zero(t, capa.cap("s1"))
 	assert.False(t, s.Snapshot()[1].SlowStart)
 
-	s.AddBackend("a", "a", t0) // already watched: unchanged
+	s.AddBackend("a", Target{Addr: "a"}, t0) // already watched: unchanged
 	assert.Len(t, s.Snapshot(), 2)
 	s.RemoveBackend("s1")
 	s.Report("s1", true, 0, t0) // dropped

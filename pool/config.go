@@ -29,6 +29,8 @@ type Config struct {
 	// Default 16 KiB each.
 	ReadBufferSize  int `yaml:"read_buffer_size"`
 	WriteBufferSize int `yaml:"write_buffer_size"`
+	// TLS secures the connections to https:// backends (tls.go).
+	TLS TLSConfig `yaml:"tls"`
 
 	// Dial, when set, opens connections instead of TCP (in-memory listeners
 	// in benchmarks and tests). Not configurable from YAML.

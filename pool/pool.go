@@ -2,6 +2,7 @@ package pool
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -49,6 +50,7 @@ type Backend struct {
 	addr  string
 	cfg   Config
 	dial  func(addr string, timeout time.Duration) (net.Conn, error)
+	tls   *tls.Config   // nil: plain TCP; else every connection is TLS (tls.go)
 	slots chan struct{} // one token per open (or dialing) connection: the MaxConns bound
 	avail chan struct{} // poked when a connection is parked while someone waits
 	stop  chan struct{}
@@ -74,6 +76,12 @@ type Backend struct {
 // starts the goroutine that reaps idle connections and keeps WarmConns
 // open; call Warm to dial them now and Close to stop.
 func NewBackend(addr string, cfg Config) (*Backend, error) {
+	return newBackend(addr, cfg, nil)
+}
+
+// newBackend is NewBackend with the TLS client configuration of an
+// https:// backend (NewTLSBackend), nil for a plain one.
+func newBackend(addr string, cfg Config, tc *tls.Config) (*Backend, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -93,6 +101,10 @@ func NewBackend(addr string, cfg Config) (*Backend, error) {
 	}
 	if b.dial == nil {
 		b.dial = dialTCP
+	}
+	if tc != nil {
+		b.tls = tc
+		b.dial = dialTLS(b.dial, tc)
 	}
 	go b.reapLoop()
 	return b, nil

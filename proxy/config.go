@@ -17,6 +17,7 @@ type Config struct {
 	Listen   string          `yaml:"listen"`   // default "127.0.0.1:8080"
 	Services []ServiceConfig `yaml:"services"` // at least one
 	Routes   []RouteConfig   `yaml:"routes"`   // empty: everything goes to the first service
+	TLS      TLSConfig       `yaml:"tls"`      // TLS termination (tls.go); off by default
 	Timeouts TimeoutsConfig  `yaml:"timeouts"`
 	Limits   LimitsConfig    `yaml:"limits"`
 	Classify ClassifyConfig  `yaml:"classify"`
@@ -82,6 +83,9 @@ type TimeoutsConfig struct {
 	// Per write, not per response: a large download may take longer in all.
 	// Default 60s.
 	ClientWrite time.Duration `yaml:"client_write"`
+	// TunnelIdle closes an upgraded connection (a WebSocket) on which no
+	// byte has moved either way for this long. Default 10m.
+	TunnelIdle time.Duration `yaml:"tunnel_idle"`
 }
 
 // LimitsConfig bounds request sizes. Zero means the default.

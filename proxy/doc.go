@@ -166,6 +166,35 @@
 // dropped: the front end answers Expect: 100-continue itself and does not
 // forward Expect. An HTTP/1.0 client is sent no 1xx.
 //
+// # TLS
+//
+// ServeTLS serves a second listener on the same fasthttp server (tls.go).
+// Its certificates are chosen by SNI, by the names each one holds, with
+// the first as the default, through GetCertificate over a set held in an
+// atomic pointer: Reload reads every file again before anything else of
+// the new configuration is applied, and a certificate that does not load
+// refuses the reload with the running set kept. The handshake runs on the
+// connection's goroutine, not in Accept, and is bounded both ways by
+// Timeouts.ClientHeader (HandshakeContext): fasthttp arms only a read
+// deadline for it. ALPN offers http/1.1 alone. An https:// backend's pool
+// dials TLS, the handshake inside its connect timeout, verified against
+// the system roots or pool.TLSConfig's CA file; its health checks and
+// liveness probes use the same client configuration.
+//
+// # Upgrade
+//
+// A request naming "upgrade" in Connection, with an Upgrade field, goes
+// out with both (upgrade.go); a 101 from the backend is relayed with them
+// and the connections become a tunnel on the hijacked client connection
+// and a backend connection detached from its pool, until either side
+// closes or Timeouts.TunnelIdle passes without a byte either way. The
+// admission ticket ends at the 101 (a success, with the latency to it), so
+// a tunnel never holds one of the backend's concurrency slots; the open
+// tunnels are a relaySet that Shutdown waits for until its context ends
+// and then closes. Any other answer is an ordinary response. An Upgrade
+// in an HTTP/1.0 request or with a streamed body is ignored (RFC 9110
+// 7.8): the protocol may only switch after the whole request.
+//
 // # Malformed requests
 //
 // fasthttp (1.78) itself rejects invalid and repeated Content-Length,

@@ -48,6 +48,11 @@ type exchange struct {
 	admitted   bool
 	idempotent bool
 	isHead     bool
+	// upgrade: the request asks for a protocol switch that may be
+	// honoured, and goes out with Upgrade; switching: the backend answered
+	// 101 (upgrade.go).
+	upgrade    bool
+	switching  bool
 	bodyMode   uint8
 	clientCL   int       // client's Content-Length, -1 chunked
 	clientBody io.Reader // fasthttp's request body stream
@@ -134,6 +139,7 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.req.Reset()
 	x.resp.Reset()
 	x.admitted = false
+	x.upgrade, x.switching = false, false
 	x.gone = false
 	x.clientBody = nil
 	x.body = x.body[:0]

@@ -79,10 +79,14 @@ func upstreamOf(t scheduler.Ticket) *upstream { return t.Backend.Tag().(*upstrea
 // pool closes, within ShutdownGrace). An invalid configuration is refused
 // with the error and the running one stays in force.
 //
-// The listen address, the client header timeout and idle timeout, the
-// header size limit and the log settings are fixed when the listener
-// starts; a reload that changes them applies the rest and logs what needs
-// a restart.
+// The TLS certificates are read again from their files, before anything
+// else is applied: one that does not load refuses the reload, and the
+// running set stays in force.
+//
+// The listen addresses (plain and TLS), the oldest TLS version, the client
+// header timeout and idle timeout, the header size limit and the log
+// settings are fixed when the listener starts; a reload that changes them
+// applies the rest and logs what needs a restart.
 func (s *Server) Reload(cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -97,7 +101,17 @@ func (s *Server) Reload(cfg Config) error {
 	for _, f := range restartOnly(s.start, cfg) {
 		s.log.Warn().Str("setting", f).Msg("reload: this setting changes only with a restart; the running value stays")
 	}
-	return s.apply(cfg, time.Now())
+	certs, err := s.tls.reloadable(cfg.TLS)
+	if err != nil {
+		return err
+	}
+	if err := s.apply(cfg, time.Now()); err != nil {
+		return err
+	}
+	if certs != nil {
+		s.tls.certs.Store(certs)
+	}
+	return nil
 }
 
 // ReloadFrom computes a configuration with load and applies it with
@@ -129,6 +143,8 @@ func restartOnly(a, b Config) []string {
 		}
 	}
 	add("listen", a.Listen != b.Listen)
+	add("tls.listen", a.TLS.Listen != b.TLS.Listen)
+	add("tls.min_version", a.TLS.MinVersion != b.TLS.MinVersion)
 	add("timeouts.client_header", a.Timeouts.ClientHeader != b.Timeouts.ClientHeader)
 	add("timeouts.idle", a.Timeouts.Idle != b.Timeouts.Idle)
 	add("limits.max_header_bytes", a.Limits.MaxHeaderBytes != b.Limits.MaxHeaderBytes)
@@ -239,9 +255,14 @@ func (s *Server) configureService(sc ServiceConfig, now time.Time) (*service, er
 		return nil, fmt.Errorf("service %q: %w", sc.Name, err)
 	}
 	svc.mon.SetStandbys(sc.Standby)
-	svc.mon.Reconfigure(mcfg, ids, func(id string) string {
-		addr, _ := backendAddr(id) // validated
-		return addr
+	svc.mon.Reconfigure(mcfg, ids, func(id string) monitor.Target {
+		for _, sp := range specs {
+			if sp.ID == id {
+				return targetOf(sp.Tag.(*upstream).pool.Load())
+			}
+		}
+		addr, _ := backendAddr(id) // validated; listed in specs anyway
+		return monitor.Target{Addr: addr}
 	}, now)
 	svc.pcfg = pcfg
 	wanted := make(map[string]*upstream, len(specs))
@@ -294,8 +315,12 @@ func (s *Server) graceOf() time.Duration {
 }
 
 func (s *Server) newPool(svc, id string, pcfg pool.Config) (*pool.Backend, error) {
-	addr, _ := backendAddr(id) // validated
-	p, err := pool.NewBackend(addr, pcfg)
+	addr, https, _ := parseBackend(id) // validated
+	newBackend := pool.NewBackend
+	if https {
+		newBackend = pool.NewTLSBackend
+	}
+	p, err := newBackend(addr, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("service %q backend %q: %w", svc, id, err)
 	}
@@ -305,6 +330,13 @@ func (s *Server) newPool(svc, id string, pcfg pool.Config) (*pool.Backend, error
 		s.log.Warn().Err(err).Str("service", svc).Str("backend", id).Msg("warming connections failed")
 	}
 	return p, nil
+}
+
+// targetOf is where the monitor's health checks of p go: its address, and
+// its TLS client configuration for an https:// backend, so that a check
+// verifies the backend as its requests do.
+func targetOf(p *pool.Backend) monitor.Target {
+	return monitor.Target{Addr: p.Addr(), TLS: p.TLSConfig()}
 }
 
 // drainPoll is how often a retiring pool or service is checked for work

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/sluiceproxy/sluice/monitor"
 )
 
 // Liveness probes (scheduler/liveness.go): a backend whose whole limit is
@@ -34,17 +37,22 @@ type livenessProber struct {
 
 func newLivenessProber() *livenessProber {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &livenessProber{
-		ctx: ctx, cancel: cancel,
-		client: &http.Client{
-			Timeout: livenessTimeout,
-			Transport: &http.Transport{
-				DialContext:       (&net.Dialer{Timeout: livenessTimeout}).DialContext,
-				DisableKeepAlives: true,
-				Proxy:             nil,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	return &livenessProber{ctx: ctx, cancel: cancel, client: probeClient(nil)}
+}
+
+// tlsClient is the probe client for an https:// backend verified by tc.
+func (p *livenessProber) tlsClient(tc *tls.Config) *http.Client { return probeClient(tc) }
+
+func probeClient(tc *tls.Config) *http.Client {
+	return &http.Client{
+		Timeout: livenessTimeout,
+		Transport: &http.Transport{
+			DialContext:       (&net.Dialer{Timeout: livenessTimeout}).DialContext,
+			DisableKeepAlives: true,
+			Proxy:             nil,
+			TLSClientConfig:   tc,
 		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
@@ -71,18 +79,26 @@ func (s *Server) stepLiveness(svc *service, now time.Time) {
 			continue
 		}
 		s.live.wg.Add(1)
-		go s.live.run(svc, u, "http://"+p.Addr()+path)
+		go s.live.run(svc, u, targetOf(p), path)
 	}
 }
 
 // run probes u until the scheduler wants no more, a probe fails, or the
 // server shuts down.
-func (p *livenessProber) run(svc *service, u *upstream, url string) {
+func (p *livenessProber) run(svc *service, u *upstream, t monitor.Target, path string) {
 	defer p.wg.Done()
 	defer u.probing.Store(false)
+	client := p.client
+	if t.TLS != nil {
+		// An https:// backend is probed over TLS, verified as its
+		// requests are; probes are rare, so a client of its own is cheap.
+		client = p.tlsClient(t.TLS)
+		defer client.CloseIdleConnections()
+	}
+	url := t.URL(path)
 	for p.ctx.Err() == nil {
 		sent := time.Now()
-		if !p.alive(url) {
+		if !p.alive(client, url) {
 			return
 		}
 		now := time.Now()
@@ -94,13 +110,13 @@ func (p *livenessProber) run(svc *service, u *upstream, url string) {
 }
 
 // alive sends one probe: any answer below 500 is proof of life.
-func (p *livenessProber) alive(url string) bool {
+func (p *livenessProber) alive(client *http.Client, url string) bool {
 	req, err := http.NewRequestWithContext(p.ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false
 	}
 	req.Header.Set("User-Agent", "sluice-liveness-probe")
-	resp, err := p.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return false
 	}

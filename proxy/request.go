@@ -58,7 +58,10 @@ func (x *exchange) run() error {
 		return err
 	}
 	x.prepareRequest(target, set)
-	if rt.cache != nil {
+	if set&setUpgrade != 0 {
+		// An upgrade is a tunnel to one backend, never a cached answer.
+		x.prepareUpgrade(set) // upgrade.go
+	} else if rt.cache != nil {
 		return x.cached()
 	}
 	return x.forward()

@@ -37,9 +37,13 @@ type Server struct {
 	// relays counts responses streamed on hijacked connections (relay.go),
 	// which fasthttp's Shutdown no longer waits for.
 	relays relaySet
+	// tunnels are the upgraded connections (upgrade.go), hijacked too.
+	tunnels relaySet
 
 	// The live configuration, swapped whole by Reload.
 	rt atomic.Pointer[liveConfig]
+	// TLS termination: the certificates, swapped whole by Reload (tls.go).
+	tls tlsState
 
 	// Protected by reloadMu: the services by name, and those left by a
 	// reload that still finish their work.
@@ -81,6 +85,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		live:      newLivenessProber(),
 	}
 	s.exchanges.New = func() any { return newExchange(s) }
+	if err := s.tls.init(cfg); err != nil {
+		return nil, err
+	}
 	if err := s.apply(cfg, time.Now()); err != nil {
 		s.closePools()
 		return nil, err
@@ -144,6 +151,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.fs.ShutdownWithContext(ctx)
 	s.relays.wait(ctx)
+	s.tunnels.wait(ctx)
 	// Pools close after the front end: in-flight requests still use them.
 	// Any connection still in use when ctx ended is closed on release.
 	close(s.tickStop)

@@ -153,8 +153,7 @@ func (s *Server) activateStandby(svc *service, id string) {
 			return
 		}
 		svc.upstreams[id] = u
-		addr, _ := backendAddr(id) // validated
-		svc.mon.AddBackend(id, addr, now)
+		svc.mon.AddBackend(id, targetOf(u.pool.Load()), now)
 		s.emit(zerolog.InfoLevel, "standby taking requests, in slow start",
 			Event{Time: now, Kind: EventStandbyReady, Service: svc.name, Backend: id,
 				Reason: "pool warm after " + now.Sub(start).Round(time.Millisecond).String()}, nil)

@@ -69,6 +69,9 @@ func (x *exchange) forward() error {
 		x.backend = b
 		x.fault = false
 		kind := x.attempt(b)
+		if kind == failNone && x.switching {
+			return x.respondSwitching() // a 101: a tunnel (upgrade.go)
+		}
 		if kind == failNone {
 			if !retried && x.retryable() {
 				// The backend said it cannot serve this now; another
@@ -294,6 +297,9 @@ func (x *exchange) exchangeOnWatched(conn *pool.Conn) failKind {
 	}
 	if kind := x.relayInterim(br); kind != failNone {
 		return kind
+	}
+	if x.upgrade && isSwitching(br) {
+		return x.readSwitching(br, start) // upgrade.go
 	}
 	x.resp.SkipBody = x.isHead
 	x.resp.StreamBody = true

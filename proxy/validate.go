@@ -44,11 +44,13 @@ func (c Config) WithDefaults() Config {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
+	c.TLS = c.TLS.withDefaults()
 	t := &c.Timeouts
 	setDur(&t.ClientHeader, DefaultClientHeader)
 	setDur(&t.ClientBody, DefaultClientBody)
 	setDur(&t.Idle, DefaultIdle)
 	setDur(&t.ClientWrite, DefaultClientWrite)
+	setDur(&t.TunnelIdle, DefaultTunnelIdle)
 	if c.Limits.MaxHeaderBytes == 0 {
 		c.Limits.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -123,6 +125,9 @@ func setStr(s *string, def string) {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if err := c.TLS.validate(c.Listen); err != nil {
+		return err
 	}
 	// The top-level queue and pool first: services without their own
 	// inherit them, and an error belongs to the section the value is in.
@@ -226,6 +231,7 @@ func (c *Config) Validate() error {
 		{"timeouts.client_body", t.ClientBody},
 		{"timeouts.idle", t.Idle},
 		{"timeouts.client_write", t.ClientWrite},
+		{"timeouts.tunnel_idle", t.TunnelIdle},
 		{"shutdown_grace", c.ShutdownGrace},
 		{"log.access_log_flush", c.Log.AccessLogFlush},
 	} {
@@ -265,10 +271,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// backendAddr turns a backend URL ("http://host:port", "http://host" or
-// "host:port") into a dial address. Errors quote the value as given, not
-// the URL it was completed to.
+// backendAddr turns a backend URL ("http://host:port", "http://host",
+// "https://host" or "host:port") into a dial address. Errors quote the
+// value as given, not the URL it was completed to.
 func backendAddr(given string) (string, error) {
+	addr, _, err := parseBackend(given)
+	return addr, err
+}
+
+// parseBackend is backendAddr that also tells whether the backend is
+// reached over TLS (an https:// URL; port 443 by default).
+func parseBackend(given string) (addr string, https bool, err error) {
 	raw := given
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
@@ -279,20 +292,25 @@ func backendAddr(given string) (string, error) {
 		if errors.As(err, &uerr) {
 			err = uerr.Err // without url.Error's copy of the completed URL
 		}
-		return "", fmt.Errorf("%q is not a URL: %v", given, err)
+		return "", false, fmt.Errorf("%q is not a URL: %v", given, err)
 	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("%q: scheme %q is not supported (http only)", given, u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", false, fmt.Errorf("%q: scheme %q is not supported (http or https)", given, u.Scheme)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return "", fmt.Errorf("%q has no host", given)
+		return "", false, fmt.Errorf("%q has no host", given)
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		return "", fmt.Errorf("%q: a backend URL has no path or query", given)
+		return "", false, fmt.Errorf("%q: a backend URL has no path or query", given)
 	}
+	https = u.Scheme == "https"
 	port := u.Port()
-	if port == "" {
+	switch {
+	case port != "":
+	case https:
+		port = "443"
+	default:
 		port = "80"
 	}
-	return net.JoinHostPort(u.Hostname(), port), nil
+	return net.JoinHostPort(u.Hostname(), port), https, nil
 }

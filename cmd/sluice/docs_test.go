@@ -131,12 +131,14 @@ func render(v reflect.Value) string {
 }
 
 // effectiveDefaults is the effective configuration of the least a user can
-// write: one service and one route, everything else left out. Every field
-// it holds that the file does not set is the default that the help, the
-// docs and the example must agree with.
+// write: one service, one route and one TLS certificate (so that the lists
+// have an item to hold their defaults), everything else left out. Every
+// field it holds that the file does not set is the default that the help,
+// the docs and the example must agree with.
 func effectiveDefaults(t *testing.T) sluiceConfig {
 	t.Helper()
-	p := writeFile(t, "least.yaml", "services:\n  - name: a\n    backends: [http://127.0.0.1:1]\nroutes:\n  - service: a\n")
+	p := writeFile(t, "least.yaml", "services:\n  - name: a\n    backends: [http://127.0.0.1:1]\nroutes:\n  - service: a\n"+
+		"tls:\n  certificates:\n    - cert_file: a.crt\n      key_file: a.key\n")
 	cfg, err := effectiveConfig([]string{"--config", p})
 	require.NoError(t, err)
 	return cfg

@@ -30,7 +30,9 @@ type flagGroup struct {
 
 var flagGroups = []flagGroup{
 	{"General", []string{"config", "check-config", "print-config", "version", "listen", "backend", "standby", "shutdown-grace"}},
+	{"TLS", []string{"tls-listen", "tls-cert", "tls-key", "backend-ca-file"}},
 	{"Client side", []string{"client-header-timeout", "client-body-timeout", "client-write-timeout", "idle-timeout",
+		"tunnel-idle-timeout",
 		"max-header-bytes", "max-url-bytes", "max-body-bytes"}},
 	{"Backend channels (default for services whose pool is not set in the file)", []string{
 		"max-conns", "warm-conns", "connect-timeout", "response-header-timeout", "backend-idle-timeout"}},
@@ -73,7 +75,7 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` (host:port) to accept clients on")
 	opts.backends.list = &opts.backends.urls
 	fs.Var(&opts.backends, "backend",
-		"backend `URL` (http://host:port); repeat the flag or separate with commas for redundant backends.\n"+
+		"backend `URL` (http://host:port or https://host:port); repeat the flag or separate with commas for redundant backends.\n"+
 			"Without --config they form one service named \"default\" that receives every request;\n"+
 			"with --config they replace the backends of the file's first service")
 	opts.standby.list = &opts.standby.urls
@@ -81,6 +83,15 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 		"standby backend `URL` of the first service, brought in when its QoS falls and let go when the\n"+
 			"pressure is over; repeat the flag or separate with commas, in the order they are to be used.\n"+
 			"With --config they replace the standbys of the file's first service")
+	tl := &cfg.TLS
+	fs.StringVar(&tl.Listen, "tls-listen", tl.Listen,
+		"`address` (host:port) to accept TLS clients on, beside --listen;\n"+
+			"when unset and a certificate is given, 127.0.0.1:8443")
+	fs.StringVar(&tl.CertFile, "tls-cert", tl.CertFile,
+		"PEM `file` of the default TLS certificate (the chain after the leaf); with --tls-key, turns the TLS listener on")
+	fs.StringVar(&tl.KeyFile, "tls-key", tl.KeyFile, "PEM `file` of the default TLS certificate's key")
+	fs.StringVar(&cfg.Pool.TLS.CAFile, "backend-ca-file", cfg.Pool.TLS.CAFile,
+		"PEM `file` of the authorities that sign https:// backends' certificates, instead of the system roots")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace,
 		"on SIGTERM or SIGINT, how long in-flight requests may still finish")
 
@@ -93,6 +104,8 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 		"time allowed for each write of the response to a client, so a client that stops reading frees its backend channel")
 	fs.DurationVar(&t.Idle, "idle-timeout", t.Idle,
 		"how long an idle client keep-alive connection is kept open")
+	fs.DurationVar(&t.TunnelIdle, "tunnel-idle-timeout", t.TunnelIdle,
+		"close an upgraded connection (a WebSocket) on which nothing has moved either way for this long")
 
 	l := &cfg.Limits
 	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", l.MaxHeaderBytes,
@@ -263,7 +276,7 @@ func (b *backendsValue) Set(s string) error {
 		// A quick check so that a typo is reported against the flag; the
 		// proxy's Validate has the last word on what a backend may be.
 		if pu, err := url.Parse(u); err != nil || pu.Scheme == "" || pu.Host == "" {
-			return fmt.Errorf("want http://host:port, got %q", u)
+			return fmt.Errorf("want http://host:port or https://host:port, got %q", u)
 		}
 		*b.list = append(*b.list, u)
 	}

@@ -163,7 +163,7 @@ func TestCommandLineErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{}, "no backends: give --backend URL"},
-		{[]string{"--backend", "127.0.0.1:9001"}, `want http://host:port, got "127.0.0.1:9001"`},
+		{[]string{"--backend", "127.0.0.1:9001"}, `want http://host:port or https://host:port, got "127.0.0.1:9001"`},
 		{[]string{"--backend", "http://127.0.0.1:1", "--max-conns", "many"}, "max-conns"},
 		{[]string{"--backend", "http://127.0.0.1:1", "--idle-timeout", "5"}, "idle-timeout"},
 		{[]string{"--backend", "http://127.0.0.1:1", "--access-log=maybe"}, "access-log"},

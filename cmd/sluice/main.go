@@ -197,14 +197,37 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		}
 		return exitFailure
 	}
+	var tln net.Listener
+	if full.TLS.Enabled() {
+		if tln, err = net.Listen("tcp", full.TLS.Listen); err != nil {
+			log.Error().Err(err).Str("tls_listen", full.TLS.Listen).Msg("cannot listen")
+			_ = ln.Close()
+			adm.shutdown(log)
+			if err := srv.Shutdown(context.Background()); err != nil {
+				log.Error().Err(err).Msg("shutdown")
+			}
+			return exitFailure
+		}
+	}
 	names := make([]string, len(full.Services))
 	for i, s := range full.Services {
 		names[i] = s.Name
 	}
-	log.Info().Str("addr", ln.Addr().String()).Strs("services", names).Msg("listening")
+	ev := log.Info().Str("addr", ln.Addr().String()).Strs("services", names)
+	if tln != nil {
+		ev = ev.Str("tls_addr", tln.Addr().String())
+	}
+	ev.Msg("listening")
 
-	served := make(chan error, 1)
+	// One result per listener: one arriving before Shutdown is a listener
+	// that failed, which ends the process; at the end each is collected.
+	listeners := 1
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	if tln != nil {
+		listeners++
+		go func() { served <- srv.ServeTLS(tln) }()
+	}
 
 wait:
 	for {
@@ -259,8 +282,10 @@ shutdown:
 			break shutdown
 		}
 	}
-	if err := <-served; err != nil && shutErr == nil {
-		shutErr = err
+	for range listeners {
+		if err := <-served; err != nil && shutErr == nil {
+			shutErr = err
+		}
 	}
 	if shutErr != nil {
 		log.Error().Err(shutErr).Msg("shutdown incomplete")
