@@ -36,21 +36,7 @@ func startTLSProxy(t *testing.T, cfg Config) *tlsProxy {
 	cfg.Log.AccessWriter = io.Discard
 	s, err := New(cfg, zerolog.Nop())
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	tln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 2)
-	go func() { done <- s.Serve(ln) }()
-	go func() { done <- s.ServeTLS(tln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-done
-		<-done
-	})
-	return &tlsProxy{Server: s, addr: ln.Addr().String(), tlsAddr: tln.Addr().String()}
+	return serveBoth(t, s)
 }
 
 func mustCA(t *testing.T, name string) *testcert.CA {
