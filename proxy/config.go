@@ -20,6 +20,9 @@ type Config struct {
 	Limits   LimitsConfig    `yaml:"limits"`
 	Classify ClassifyConfig  `yaml:"classify"`
 	Log      LogConfig       `yaml:"log"`
+	// Buffering holds responses (and request bodies) between a backend and
+	// a slow client, so that the backend is free once it has sent them.
+	Buffering BufferingConfig `yaml:"buffering"`
 	// Queue is the default queue policy for services that set none.
 	Queue scheduler.Config `yaml:"queue"`
 	// Pool is the default channel policy for services that set none.
@@ -60,6 +63,45 @@ type RouteConfig struct {
 	Priority string `yaml:"priority"`
 	// Timeout is the whole-request deadline for this route (0 = none).
 	Timeout time.Duration `yaml:"timeout"`
+	// Buffering is "on" or "off": whether this route's responses are
+	// buffered (BufferingConfig). "" follows buffering.responses.
+	Buffering string `yaml:"buffering"`
+	// RequestBuffering is "on" or "off": whether this route's request
+	// bodies are read whole before the request is admitted. "" follows
+	// buffering.requests.
+	RequestBuffering string `yaml:"request_buffering"`
+}
+
+// BufferingConfig says how much of a response Sluice may hold for a client
+// that reads more slowly than the backend sends: in memory up to
+// MemoryPerRequest, then in a temporary file up to FilePerRequest, within
+// MemoryMax and DiskMax for all requests together. When the memory is
+// used up the rest goes to the file; when the file may not grow either,
+// the rest is relayed at the client's pace. Zero means the default.
+type BufferingConfig struct {
+	// Responses turns response buffering on for routes that do not say.
+	// Default true.
+	Responses *bool `yaml:"responses"`
+	// Requests turns request buffering on for routes that do not say: a
+	// request body is read (into the same kind of buffer, within the same
+	// bounds) before the request is admitted. Default true.
+	Requests *bool `yaml:"requests"`
+	// MemoryPerRequest is the memory one request's buffer may use, in
+	// bytes, rounded up to 16 KiB chunks. Default 256 KiB.
+	MemoryPerRequest int64 `yaml:"memory_per_request"`
+	// FilePerRequest is the size one request's temporary file may reach, in
+	// bytes; -1: no file. Default 1 GiB.
+	FilePerRequest int64 `yaml:"file_per_request"`
+	// MemoryMax bounds the buffer memory of all requests together, in
+	// bytes. Default 64 MiB.
+	MemoryMax int64 `yaml:"memory_max"`
+	// DiskMax bounds the temporary files of all requests together, in
+	// bytes. Default 8 GiB.
+	DiskMax int64 `yaml:"disk_max"`
+	// TempDir is where temporary files are made; each is removed from the
+	// directory as soon as it is open, so none is left behind. "" (the
+	// default): the system's, $TMPDIR or else /tmp.
+	TempDir string `yaml:"temp_dir"`
 }
 
 // TimeoutsConfig bounds each phase of a request. Zero means the default.

@@ -128,6 +128,9 @@ func restartOnly(a, b Config) []string {
 	add("timeouts.client_header", a.Timeouts.ClientHeader != b.Timeouts.ClientHeader)
 	add("timeouts.idle", a.Timeouts.Idle != b.Timeouts.Idle)
 	add("limits.max_header_bytes", a.Limits.MaxHeaderBytes != b.Limits.MaxHeaderBytes)
+	add("buffering.memory_max", a.Buffering.MemoryMax != b.Buffering.MemoryMax)
+	add("buffering.disk_max", a.Buffering.DiskMax != b.Buffering.DiskMax)
+	add("buffering.temp_dir", a.Buffering.TempDir != b.Buffering.TempDir)
 	la, lb := a.Log, b.Log
 	la.AccessWriter, lb.AccessWriter = nil, nil
 	add("log", !reflect.DeepEqual(la, lb))
@@ -157,11 +160,11 @@ func (s *Server) applyLocked(cfg Config, now time.Time) error {
 	}
 	rt := &liveConfig{cfg: cfg, classify: newClassifier(cfg.Classify)}
 	for _, rc := range cfg.Routes {
-		rt.routes = append(rt.routes, newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service)))
+		rt.routes = append(rt.routes, newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service), cfg.Buffering))
 	}
 	if len(rt.routes) == 0 {
 		first := cfg.Services[0].Name
-		fb := newRoute(RouteConfig{Service: first}, keep[first], hostRewriteOf(cfg, first))
+		fb := newRoute(RouteConfig{Service: first}, keep[first], hostRewriteOf(cfg, first), cfg.Buffering)
 		rt.fallback = &fb
 	}
 	s.rt.Store(rt)

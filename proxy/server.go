@@ -37,6 +37,9 @@ type Server struct {
 	// relays counts responses streamed on hijacked connections (relay.go),
 	// which fasthttp's Shutdown no longer waits for.
 	relays relaySet
+	// spools bounds the memory and disk of buffered responses and
+	// request bodies together (spool.go); nil when nothing may buffer.
+	spools *spoolBudget
 
 	// The live configuration, swapped whole by Reload.
 	rt atomic.Pointer[liveConfig]
@@ -81,6 +84,8 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		live:      newLivenessProber(),
 	}
 	s.exchanges.New = func() any { return newExchange(s) }
+	b := cfg.Buffering
+	s.spools = &spoolBudget{memMax: b.MemoryMax, diskMax: b.DiskMax, dir: b.TempDir}
 	if err := s.apply(cfg, time.Now()); err != nil {
 		s.closePools()
 		return nil, err
