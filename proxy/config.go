@@ -23,6 +23,9 @@ type Config struct {
 	// Buffering holds responses (and request bodies) between a backend and
 	// a slow client, so that the backend is free once it has sent them.
 	Buffering BufferingConfig `yaml:"buffering"`
+	// Clients limits what one client IP, and all clients together, may
+	// take of the gateway. Off by default.
+	Clients ClientsConfig `yaml:"clients"`
 	// Queue is the default queue policy for services that set none.
 	Queue scheduler.Config `yaml:"queue"`
 	// Pool is the default channel policy for services that set none.
@@ -161,4 +164,26 @@ type LogConfig struct {
 	// AccessWriter receives the access log. Default os.Stderr. Not
 	// configurable from YAML: cmd/sluice sets it.
 	AccessWriter io.Writer `yaml:"-"`
+}
+
+// ClientsConfig bounds what clients take of the gateway: connections and
+// request rate per client IP, and connections in all. Over a limit a
+// connection or request is refused with 429 (503 for MaxConns) and an
+// X-Sluice-Shed reason, and the process log says so at most once a second.
+// Zero means no limit for each, the default. Fixed at start.
+type ClientsConfig struct {
+	// MaxConnsPerIP is the most connections open at once from one client
+	// IP; more get 429 client-conns and are closed.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// RatePerIP is the average requests per second one client IP may
+	// send; more get 429 client-rate.
+	RatePerIP float64 `yaml:"rate_per_ip"`
+	// BurstPerIP is how many requests above the average rate one client IP
+	// may send at once (the token bucket's size). 0: RatePerIP rounded
+	// down, at least 1.
+	BurstPerIP int `yaml:"burst_per_ip"`
+	// MaxConns is the most client connections open at once in all; more
+	// get 503 conn-limit and are closed, and the log says the limit was
+	// reached.
+	MaxConns int `yaml:"max_conns"`
 }

@@ -131,6 +131,7 @@ func restartOnly(a, b Config) []string {
 	add("buffering.memory_max", a.Buffering.MemoryMax != b.Buffering.MemoryMax)
 	add("buffering.disk_max", a.Buffering.DiskMax != b.Buffering.DiskMax)
 	add("buffering.temp_dir", a.Buffering.TempDir != b.Buffering.TempDir)
+	add("clients", a.Clients != b.Clients)
 	la, lb := a.Log, b.Log
 	la.AccessWriter, lb.AccessWriter = nil, nil
 	add("log", !reflect.DeepEqual(la, lb))

@@ -257,7 +257,8 @@ func (x *exchange) copyRequestTrailers() {
 // of order); relayUntilClose then streams the body on it and fasthttp
 // closes it when that returns, which is where the body ends for the
 // client. A keep-alive the client asked for is thus declined, as it must
-// be for a close-delimited body.
+// be for a close-delimited body. The caller has set streaming (and
+// started a spool, if the body is to be buffered).
 func (x *exchange) respondUntilClose() error {
 	out := &x.ctx.Response.Header
 	out.SetContentLength(-2) // no length: also sets Connection: close

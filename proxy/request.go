@@ -25,6 +25,10 @@ func (x *exchange) run() error {
 	uri := h.RequestURI()
 	x.method = append(x.method[:0], h.Method()...)
 	x.ip = appendIP(x.ip[:0], ctx.RemoteIP())
+	if r := x.s.rates; r != nil && !r.allow(x.ip, x.arrival) {
+		x.path = append(x.path[:0], h.RequestURI()...)
+		return errClientRate
+	}
 	target, authority, err := splitTarget(uri)
 	if err != nil {
 		x.path = append(x.path[:0], uri...)

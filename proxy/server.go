@@ -40,6 +40,8 @@ type Server struct {
 	// spools bounds the memory and disk of buffered responses and
 	// request bodies together (spool.go); nil when nothing may buffer.
 	spools *spoolBudget
+	// rates is the per-client-IP request rate limit; nil when off.
+	rates *rateLimiter
 
 	// The live configuration, swapped whole by Reload.
 	rt atomic.Pointer[liveConfig]
@@ -86,6 +88,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	s.exchanges.New = func() any { return newExchange(s) }
 	b := cfg.Buffering
 	s.spools = &spoolBudget{memMax: b.MemoryMax, diskMax: b.DiskMax, dir: b.TempDir}
+	if cfg.Clients.RatePerIP > 0 {
+		s.rates = newRateLimiter(cfg.Clients, log)
+	}
 	if err := s.apply(cfg, time.Now()); err != nil {
 		s.closePools()
 		return nil, err
@@ -139,6 +144,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	if closed {
 		_ = ln.Close()
 		return errors.New("proxy: server is shut down")
+	}
+	if c := s.start.Clients; c.MaxConns > 0 || c.MaxConnsPerIP > 0 {
+		ln = newClientListener(ln, c, s.log)
 	}
 	return s.fs.Serve(ln)
 }

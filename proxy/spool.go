@@ -62,9 +62,6 @@ const spoolChunkSize = clientWriteBuffer
 
 type spoolChunk [spoolChunkSize]byte
 
-// spoolSpares is how many read chunks a spool keeps for reuse.
-const spoolSpares = 2
-
 var spoolChunks = sync.Pool{New: func() any { return new(spoolChunk) }}
 
 // spoolBudget bounds the memory and the disk all spools of a server hold
@@ -354,9 +351,10 @@ func (s *spool) dropHeadLocked() {
 }
 
 func (s *spool) freeChunkLocked(g *spoolSeg) {
-	if g.counted && len(s.spare) < spoolSpares && !s.wdone {
-		// Kept for the writer's next chunk, still counted: a body that
-		// flows through cycles the same few chunks.
+	if g.counted && !s.wdone {
+		// Kept for the writer's next chunk, still counted (the spool
+		// never holds more than memMax): a body that flows through
+		// cycles the same chunks instead of the pool's.
 		s.spare = append(s.spare, g.chunk)
 		return
 	}

@@ -277,6 +277,17 @@ func (c *Config) Validate() error {
 	case b.DiskMax < 0:
 		return fmt.Errorf("buffering.disk_max: must be >= 0, got %d", b.DiskMax)
 	}
+	cl := c.Clients
+	switch {
+	case cl.MaxConnsPerIP < 0:
+		return fmt.Errorf("clients.max_conns_per_ip: must be >= 0, got %d", cl.MaxConnsPerIP)
+	case !(cl.RatePerIP >= 0) || cl.RatePerIP > 1e9:
+		return fmt.Errorf("clients.rate_per_ip: want requests per second >= 0, got %v", cl.RatePerIP)
+	case cl.BurstPerIP < 0:
+		return fmt.Errorf("clients.burst_per_ip: must be >= 0, got %d", cl.BurstPerIP)
+	case cl.MaxConns < 0:
+		return fmt.Errorf("clients.max_conns: must be >= 0, got %d", cl.MaxConns)
+	}
 	switch c.Classify.TenantFrom {
 	case "", "header", "api-key", "client-ip":
 	default:

@@ -31,7 +31,8 @@ type flagGroup struct {
 var flagGroups = []flagGroup{
 	{"General", []string{"config", "check-config", "print-config", "version", "listen", "backend", "standby", "shutdown-grace"}},
 	{"Client side", []string{"client-header-timeout", "client-body-timeout", "client-write-timeout", "idle-timeout",
-		"max-header-bytes", "max-url-bytes", "max-body-bytes"}},
+		"max-header-bytes", "max-url-bytes", "max-body-bytes",
+		"max-conns-per-ip", "rate-per-ip", "burst-per-ip", "max-client-conns"}},
 	{"Buffering", []string{"response-buffering", "request-buffering", "buffer-memory-per-request",
 		"buffer-file-per-request", "buffer-memory-max", "buffer-disk-max", "buffer-temp-dir"}},
 	{"Backend channels (default for services whose pool is not set in the file)", []string{
@@ -103,6 +104,16 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 		"longest request URL accepted, in bytes (longer: 414)")
 	fs.Int64Var(&l.MaxBodyBytes, "max-body-bytes", l.MaxBodyBytes,
 		"largest request body accepted, in bytes (larger: 413); 0 means unlimited")
+
+	cl := &cfg.Clients
+	fs.IntVar(&cl.MaxConnsPerIP, "max-conns-per-ip", cl.MaxConnsPerIP,
+		"most connections open at once from one client IP (more: 429 client-conns); 0 means no limit")
+	fs.Float64Var(&cl.RatePerIP, "rate-per-ip", cl.RatePerIP,
+		"average `requests` per second one client IP may send (more: 429 client-rate); 0 means no limit")
+	fs.IntVar(&cl.BurstPerIP, "burst-per-ip", cl.BurstPerIP,
+		"requests one client IP may send at once above --rate-per-ip; 0: the rate, at least 1")
+	fs.IntVar(&cl.MaxConns, "max-client-conns", cl.MaxConns,
+		"most client connections open at once in all (more: 503 conn-limit, and a log line); 0 means no limit")
 
 	bf := &cfg.Buffering
 	fs.Var(boolPtrValue{&bf.Responses}, "response-buffering",
