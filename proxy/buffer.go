@@ -39,6 +39,11 @@ func (x *exchange) maybeSpool() {
 	x.sp.start(x.s.spools, b.MemoryPerRequest, max(b.FilePerRequest, 0), x.conn.NetConn())
 	x.spooled = true
 	x.left.Store(2)
+	// Shutdown waits for the response and, once its context ends, cuts
+	// the client off, which ends both halves.
+	x.spConn = x.ctx.Conn()
+	x.s.relays.wg.Add(1)
+	x.s.relays.start(x.spConn)
 	go x.fill()
 }
 
@@ -111,6 +116,8 @@ func (x *exchange) finishSpooled() {
 	}
 	x.sp.free()
 	x.record(now, x.spOutcome, err)
+	x.s.relays.end(x.spConn)
+	x.spConn = nil
 	x.s.releaseExchange(x)
 }
 

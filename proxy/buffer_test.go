@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -366,4 +367,31 @@ func TestBufferedUploadAbort(t *testing.T) {
 	})
 	require.Zero(t, ups.Load())
 	dirEmpty(t, cfg.Buffering.TempDir)
+}
+
+// Shutdown waits for a buffered response until its context ends, then
+// cuts the slow client off, and the buffer and its file go with it.
+func TestShutdownCutsOffBufferedResponse(t *testing.T) {
+	body, _ := bigBody(8 << 20)
+	o := startBufOrigin(t, body, nil)
+	cfg := bufferConfig(t, o.addr)
+	p := startProxy(t, cfg)
+	c, _ := slowClient(t, p.addr, "/big")
+	eventually(t, "the response is buffered", func() bool {
+		return inflight(p) == 0 && p.spools.files.Load() == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { _ = p.Shutdown(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	require.True(t, p.spoolsIdle(), "the buffer is given back by the time Shutdown returns")
+	dirEmpty(t, cfg.Buffering.TempDir)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	require.NoError(t, err, "the client is cut off (EOF), not left hanging")
 }

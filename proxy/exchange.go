@@ -88,7 +88,8 @@ type exchange struct {
 	spooled bool
 	sp      spool
 	left    atomic.Int32
-	sent    int64 // body bytes given to the client
+	sent    int64    // body bytes given to the client
+	spConn  net.Conn // the client connection, registered in Server.relays
 	// The request body's spool: reqSpooled while the backend request
 	// still reads from it, rspUsed until the exchange is released,
 	// reqComplete when it holds the whole body.

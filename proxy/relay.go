@@ -309,15 +309,16 @@ const copyBufferSize = clientWriteBuffer
 var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
 
 // relaySet keeps the responses streamed on hijacked client connections,
-// which fasthttp's Shutdown no longer knows of, so that Shutdown can wait
-// for them and, once its context ends, cut them off.
+// which fasthttp's Shutdown no longer knows of, and the spooled ones, whose
+// backend half may still run after fasthttp's Shutdown gave up, so that
+// Shutdown can wait for them and, once its context ends, cut them off.
 type relaySet struct {
 	wg sync.WaitGroup // one per relay, from the handler on
 
 	// Protected by mu.
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool // Shutdown gave up waiting: a relay starting now is cut off
+	conns  map[net.Conn]int // relays on each connection (a spooled body relayed until close is two)
+	closed bool             // Shutdown gave up waiting: a relay starting now is cut off
 }
 
 // start registers a relay's connection; false means Shutdown has cut the
@@ -330,15 +331,19 @@ func (r *relaySet) start(c net.Conn) bool {
 		return false
 	}
 	if r.conns == nil {
-		r.conns = make(map[net.Conn]struct{})
+		r.conns = make(map[net.Conn]int)
 	}
-	r.conns[c] = struct{}{}
+	r.conns[c]++
 	return true
 }
 
 func (r *relaySet) end(c net.Conn) {
 	r.mu.Lock()
-	delete(r.conns, c)
+	if n := r.conns[c] - 1; n > 0 {
+		r.conns[c] = n
+	} else {
+		delete(r.conns, c)
+	}
 	r.mu.Unlock()
 	r.wg.Done()
 }
