@@ -14,8 +14,8 @@
 #   scripts/clients.sh --peers sluice,sluice-unbuffered          Sluice with and without buffering
 #
 # Everything runs on 127.0.0.1, bounded by --duration (10s a group). nginx
-# and HAProxy are skipped when /usr/sbin/nginx or /usr/sbin/haproxy is
-# missing (--nginx, --haproxy name others).
+# and HAProxy are looked up on PATH and in the sbin directories, and skipped
+# when missing (--nginx, --haproxy name others).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}

@@ -47,8 +47,8 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.sluice, "sluice", "bin/sluice", "sluice binary")
-	flag.StringVar(&o.nginx, "nginx", "/usr/sbin/nginx", "nginx binary (skipped when missing)")
-	flag.StringVar(&o.haproxy, "haproxy", "/usr/sbin/haproxy", "haproxy binary (skipped when missing)")
+	flag.StringVar(&o.nginx, "nginx", "nginx", "nginx binary, a path or a name looked up on PATH and in the sbin directories (skipped when missing)")
+	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy binary, as --nginx (skipped when missing)")
 	flag.StringVar(&o.peers, "peers", "sluice,nginx,haproxy", "proxies to run, comma-separated: sluice, sluice-unbuffered, nginx, haproxy")
 	flag.StringVar(&o.groups, "groups", "readers,uploads,idle", "hostile groups: readers, uploads, idle")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long each group and the well-behaved client run")
@@ -177,9 +177,11 @@ func startPeer(o options, peer, originAddr, dir string) (*exec.Cmd, string, erro
 	default:
 		return nil, "", fmt.Errorf("unknown proxy %q", peer)
 	}
-	if _, err := os.Stat(argv[0]); err != nil {
+	bin, ok := lookBinary(argv[0])
+	if !ok {
 		return nil, "", fmt.Errorf("not installed (%s)", argv[0])
 	}
+	argv[0] = bin
 	cmd := exec.Command(argv[0], argv[1:]...)
 	logf, err := os.Create(filepath.Join(pdir, "stderr.log"))
 	if err != nil {
@@ -423,6 +425,25 @@ func treeFDs(pid int) int {
 		n += len(ents)
 	}
 	return n
+}
+
+// lookBinary finds a program by path, on PATH, or in the sbin
+// directories where distributions install servers.
+func lookBinary(name string) (string, bool) {
+	if strings.ContainsRune(name, '/') {
+		st, err := os.Stat(name)
+		return name, err == nil && !st.IsDir()
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, true
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // raiseNoFile lifts the soft open-file limit to the hard one; the proxies
