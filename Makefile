@@ -11,7 +11,7 @@ DESTDIR  ?=
 # installs.
 CMDS     := $(sort $(notdir $(patsubst %/,%,$(wildcard cmd/*/))))
 
-.PHONY: all build install test test-alloc test-browser test-short demo bench bench-compare bench-overload bench-qos bench-sweep bench-matrix stream-check agent-cost fmt lint clean
+.PHONY: all build install test test-alloc test-browser test-short demo bench bench-compare bench-overload bench-qos bench-sweep bench-matrix bench-clients stream-check agent-cost fmt lint clean
 
 all: build
 
@@ -87,6 +87,11 @@ bench-sweep: build
 # overload; Sluice against HAProxy leastconn. About 4 minutes.
 bench-qos: build
 	SCENARIO=qos scripts/bench-overload.sh
+
+# Slow readers, slow uploads and idle connections beside a well-behaved
+# client: Sluice against nginx and HAProxy. About 2 minutes.
+bench-clients: build
+	scripts/clients.sh
 
 # A 1 GiB download and uploads through Sluice: the bytes that arrived (length,
 # SHA-256) and Sluice's peak memory, PASS/FAIL each; exits 1 on a FAIL.

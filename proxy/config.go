@@ -22,6 +22,12 @@ type Config struct {
 	Limits   LimitsConfig    `yaml:"limits"`
 	Classify ClassifyConfig  `yaml:"classify"`
 	Log      LogConfig       `yaml:"log"`
+	// Buffering holds responses (and request bodies) between a backend and
+	// a slow client, so that the backend is free once it has sent them.
+	Buffering BufferingConfig `yaml:"buffering"`
+	// Clients limits what one client IP, and all clients together, may
+	// take of the gateway. Off by default.
+	Clients ClientsConfig `yaml:"clients"`
 	// Queue is the default queue policy for services that set none.
 	Queue scheduler.Config `yaml:"queue"`
 	// Pool is the default channel policy for services that set none.
@@ -69,6 +75,45 @@ type RouteConfig struct {
 	// Cache turns the service's cache on (true) or off (false) for this
 	// route; unset, the route follows the service's cache.enabled.
 	Cache *bool `yaml:"cache"`
+	// Buffering is "on" or "off": whether this route's responses are
+	// buffered (BufferingConfig). "" follows buffering.responses.
+	Buffering string `yaml:"buffering"`
+	// RequestBuffering is "on" or "off": whether this route's request
+	// bodies are read whole before the request is admitted. "" follows
+	// buffering.requests.
+	RequestBuffering string `yaml:"request_buffering"`
+}
+
+// BufferingConfig says how much of a response Sluice may hold for a client
+// that reads more slowly than the backend sends: in memory up to
+// MemoryPerRequest, then in a temporary file up to FilePerRequest, within
+// MemoryMax and DiskMax for all requests together. When the memory is
+// used up the rest goes to the file; when the file may not grow either,
+// the rest is relayed at the client's pace. Zero means the default.
+type BufferingConfig struct {
+	// Responses turns response buffering on for routes that do not say.
+	// Default true.
+	Responses *bool `yaml:"responses"`
+	// Requests turns request buffering on for routes that do not say: a
+	// request body is read (into the same kind of buffer, within the same
+	// bounds) before the request is admitted. Default true.
+	Requests *bool `yaml:"requests"`
+	// MemoryPerRequest is the memory one request's buffer may use, in
+	// bytes, rounded up to 16 KiB chunks. Default 256 KiB.
+	MemoryPerRequest int64 `yaml:"memory_per_request"`
+	// FilePerRequest is the size one request's temporary file may reach, in
+	// bytes; -1: no file. Default 1 GiB.
+	FilePerRequest int64 `yaml:"file_per_request"`
+	// MemoryMax bounds the buffer memory of all requests together, in
+	// bytes. Default 64 MiB.
+	MemoryMax int64 `yaml:"memory_max"`
+	// DiskMax bounds the temporary files of all requests together, in
+	// bytes. Default 8 GiB.
+	DiskMax int64 `yaml:"disk_max"`
+	// TempDir is where temporary files are made; each is removed from the
+	// directory as soon as it is open, so none is left behind. "" (the
+	// default): the system's, $TMPDIR or else /tmp.
+	TempDir string `yaml:"temp_dir"`
 }
 
 // TimeoutsConfig bounds each phase of a request. Zero means the default.
@@ -131,4 +176,26 @@ type LogConfig struct {
 	// AccessWriter receives the access log. Default os.Stderr. Not
 	// configurable from YAML: cmd/sluice sets it.
 	AccessWriter io.Writer `yaml:"-"`
+}
+
+// ClientsConfig bounds what clients take of the gateway: connections and
+// request rate per client IP, and connections in all. Over a limit a
+// connection or request is refused with 429 (503 for MaxConns) and an
+// X-Sluice-Shed reason, and the process log says so at most once a second.
+// Zero means no limit for each, the default. Fixed at start.
+type ClientsConfig struct {
+	// MaxConnsPerIP is the most connections open at once from one client
+	// IP; more get 429 client-conns and are closed.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// RatePerIP is the average requests per second one client IP may
+	// send; more get 429 client-rate.
+	RatePerIP float64 `yaml:"rate_per_ip"`
+	// BurstPerIP is how many requests above the average rate one client IP
+	// may send at once (the token bucket's size). 0: RatePerIP rounded
+	// down, at least 1.
+	BurstPerIP int `yaml:"burst_per_ip"`
+	// MaxConns is the most client connections open at once in all; more
+	// get 503 conn-limit and are closed, and the log says the limit was
+	// reached.
+	MaxConns int `yaml:"max_conns"`
 }

@@ -113,7 +113,8 @@
 //
 // # Streaming
 //
-// The server runs with StreamRequestBody. A body with a Content-Length up
+// This is the path of a response that is not spooled, and of a request
+// body that is not (see Buffering). The server runs with StreamRequestBody. A body with a Content-Length up
 // to 8 KiB (what fasthttp pre-reads anyway) is copied into the exchange,
 // which makes it replayable on another backend; larger and chunked bodies
 // are streamed into the backend request with SetBodyStream and cannot be
@@ -124,6 +125,52 @@
 // Done with the outcome, and the request reports to the observers. Trailers are
 // copied across at the end of each chunked body in both directions. Memory
 // per request is thus a few buffers whatever the body size.
+//
+// # Buffering
+//
+// A response that does not fit the client write buffer is spooled
+// (spool.go, buffer.go) unless its route says buffering: off, its
+// Content-Type is text/event-stream or the backend sent X-Accel-Buffering:
+// no. A goroutine of the exchange's own (fill) reads the backend's body
+// into the spool as fast as the backend sends it, while fasthttp relays it
+// from the spool at the client's pace, concurrently: bytes go on as soon
+// as they arrive, so buffering adds no latency and a stream that trickles
+// still trickles through, and the spool only fills while the backend is
+// faster than the client. The rule is thus "buffer while the backend is
+// ahead", not a timer or a size guess. The spool holds memory chunks up to
+// Buffering.MemoryPerRequest and, past that or when Buffering.MemoryMax is
+// spent, a temporary file up to FilePerRequest within DiskMax; the file is
+// unlinked as soon as it is made, so no name outlives a response, a client
+// that leaves, a shutdown or a crash. When neither may grow, the writer
+// waits for the reader: the rest flows at the client's pace and the slot
+// is held until the backend has sent it, as without a spool.
+//
+// When the backend's body ends, fill settles the backend's half of the
+// exchange (record.go: settle): the watch ends, the connection goes back
+// to its pool (or is closed), the scheduler gets Done with the outcome and
+// the latency, and the backend's in-flight count drops. The client's half
+// follows when fasthttp closes the body stream: whichever of the two ends
+// last reports the Record (once, with the bytes the client got) and
+// recycles the exchange. A client that leaves early closes the backend
+// connection under a fill still reading (the watch does it as well), and
+// the request ends as the client's (Ignore, 499), not the backend's.
+//
+// Request bodies past the 8 KiB prefetch are spooled the same way
+// (spoolRequest) before admission when the route's request buffering is on
+// (the default): a slow upload then holds no slot and no backend while it
+// arrives. What outgrows the spool follows from the client after the
+// spooled part. A spooled body is streamed to the backend once and not
+// replayed, as a streamed one.
+//
+// # Per-client limits
+//
+// clients.go: a listener that counts connections per client IP and in all
+// refuses those over ClientsConfig's limits with a ready-made response
+// from errorTable (rawError) before fasthttp reads from them; a token
+// bucket per client IP refuses requests over the rate at the start of
+// run. Both are off by default and cost nothing then; with the rate on, a
+// request from a known IP costs a lock and a map lookup. Refusals are
+// logged at most once a second per kind.
 //
 // # HTTP semantics
 //
@@ -230,8 +277,9 @@
 //
 // errorTable in errors.go is the only place where an error becomes a
 // status: the scheduler's sentinels are 503 (429 for ErrTenantShare) with
-// Retry-After and X-Sluice-Shed; the proxy's own are 502, 504, 413, 414,
-// 431, 404, 408 and 400. Every error response carries a plain-text body
+// Retry-After and X-Sluice-Shed; the per-client limits are 429
+// (client-rate, client-conns) and 503 (conn-limit), shed the same way; the
+// proxy's own are 502, 504, 413, 414, 431, 404, 408 and 400. Every error response carries a plain-text body
 // with the request ID.
 //
 // # Logging

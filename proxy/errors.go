@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -32,6 +33,9 @@ var (
 	errBadTarget       = errors.New("invalid request target")
 	errClientGone      = errors.New("client closed the request")
 	errOnlyIfCached    = errors.New("only-if-cached and nothing usable stored")
+	errClientRate      = errors.New("client IP over its request rate")
+	errClientConns     = errors.New("client IP over its connection limit")
+	errConnLimit       = errors.New("server connection limit reached")
 )
 
 // errorTable maps every error to its response. shed is the X-Sluice-Shed
@@ -48,6 +52,9 @@ var errorTable = [...]struct {
 	{scheduler.ErrNoBackend, fasthttp.StatusServiceUnavailable, "no-backend", "no backend available"},
 	{scheduler.ErrCanceled, fasthttp.StatusServiceUnavailable, "canceled", "request canceled while queued"},
 	{scheduler.ErrTenantShare, fasthttp.StatusTooManyRequests, "tenant-share", "too many requests: tenant over its share"},
+	{errClientRate, fasthttp.StatusTooManyRequests, "client-rate", "too many requests: client IP over its request rate"},
+	{errClientConns, fasthttp.StatusTooManyRequests, "client-conns", "too many connections from this client IP"},
+	{errConnLimit, fasthttp.StatusServiceUnavailable, "conn-limit", "service overloaded: too many connections"},
 	{errBadGateway, fasthttp.StatusBadGateway, "", "bad gateway: no backend answered"},
 	{errGatewayTimeout, fasthttp.StatusGatewayTimeout, "", "gateway timeout: backend too slow"},
 	// RFC 9111 5.2.1.7: only-if-cached and no stored response fits.
@@ -124,6 +131,27 @@ func writeError(ctx *fasthttp.RequestCtx, err error, sched *scheduler.Scheduler,
 	resp.AppendBody(reqID)
 	resp.AppendBodyString("\n")
 	return e.status, e.shed, scratch
+}
+
+// rawError is err's response from errorTable as bytes on the wire, for a
+// connection refused before fasthttp reads a request from it (clients.go):
+// the same status, reason and text, Retry-After 1, Connection: close.
+func rawError(err error) []byte {
+	row := len(errorTable) - 1
+	for i := range errorTable {
+		if errorTable[i].err == err {
+			row = i
+			break
+		}
+	}
+	e := &errorTable[row]
+	body := e.msg + "\n"
+	b := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n",
+		e.status, fasthttp.StatusMessage(e.status), textPlain, len(body))
+	if shed := e.shed; shed != "" {
+		b = fmt.Appendf(b, "Retry-After: 1\r\n%s: %s\r\n", hdrShed, shed)
+	}
+	return append(append(b, "\r\n"...), body...)
 }
 
 // fromServerError translates an error of fasthttp's request parser into

@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -84,6 +85,28 @@ type exchange struct {
 	// the one write after the handler, and needs none of that.
 	streaming bool
 
+	// The response spool (spool.go, buffer.go): spooled says the body
+	// goes through sp, filled by a goroutine of its own. From then on the
+	// writer side (fill) owns the backend side of the exchange, the
+	// client side (fasthttp's Read and CloseWithError) owns ctx and sent,
+	// and the last of the two to end (left) finishes the exchange.
+	spooled bool
+	sp      spool
+	left    atomic.Int32
+	sent    int64    // body bytes given to the client
+	spConn  net.Conn // the client connection, registered in Server.relays
+	// The request body's spool: reqSpooled while the backend request
+	// still reads from it, rspUsed until the exchange is released,
+	// reqComplete when it holds the whole body.
+	rsp         spool
+	reqSpooled  bool
+	rspUsed     bool
+	reqComplete bool
+	// Written by one side before its end, read by the last one.
+	spOutcome   scheduler.Outcome
+	spFillErr   error // the backend side's verdict on the client (errClientGone)
+	spClientErr error // why writing to the client stopped
+
 	// The clock is read once per phase, not in every call that needs it:
 	// arrival (fasthttp's), admission, response headers, finish. now is
 	// the latest reading.
@@ -151,6 +174,13 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.bodyErr = nil
 	x.backendDrop = false
 	x.streaming = false
+	x.spooled = false
+	if x.rspUsed {
+		x.rsp.free()
+		x.rspUsed, x.reqSpooled, x.reqComplete = false, false, false
+	}
+	x.sent = 0
+	x.spFillErr, x.spClientErr = nil, nil
 	x.admitted0 = time.Time{}
 	x.now = time.Time{}
 	x.latency = 0

@@ -148,6 +148,10 @@ func restartOnly(a, b Config) []string {
 	add("timeouts.client_header", a.Timeouts.ClientHeader != b.Timeouts.ClientHeader)
 	add("timeouts.idle", a.Timeouts.Idle != b.Timeouts.Idle)
 	add("limits.max_header_bytes", a.Limits.MaxHeaderBytes != b.Limits.MaxHeaderBytes)
+	add("buffering.memory_max", a.Buffering.MemoryMax != b.Buffering.MemoryMax)
+	add("buffering.disk_max", a.Buffering.DiskMax != b.Buffering.DiskMax)
+	add("buffering.temp_dir", a.Buffering.TempDir != b.Buffering.TempDir)
+	add("clients", a.Clients != b.Clients)
 	la, lb := a.Log, b.Log
 	la.AccessWriter, lb.AccessWriter = nil, nil
 	add("log", !reflect.DeepEqual(la, lb))
@@ -178,13 +182,13 @@ func (s *Server) applyLocked(cfg Config, now time.Time) error {
 	rt := &liveConfig{cfg: cfg, classify: newClassifier(cfg.Classify)}
 	caches := configureCaches(cfg, keep)
 	for _, rc := range cfg.Routes {
-		r := newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service))
+		r := newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service), cfg.Buffering)
 		r.cache = caches.forRoute(rc)
 		rt.routes = append(rt.routes, r)
 	}
 	if len(rt.routes) == 0 {
 		first := cfg.Services[0].Name
-		fb := newRoute(RouteConfig{Service: first}, keep[first], hostRewriteOf(cfg, first))
+		fb := newRoute(RouteConfig{Service: first}, keep[first], hostRewriteOf(cfg, first), cfg.Buffering)
 		fb.cache = caches.forRoute(RouteConfig{Service: first})
 		rt.fallback = &fb
 	}

@@ -81,7 +81,7 @@ func (x *exchange) record(now time.Time, o scheduler.Outcome, err error) {
 	*r = Record{
 		Class: x.sreq.Class, Status: x.status, Shed: x.shed, Outcome: o, Err: err,
 		Method: x.method, Path: x.path, RequestID: x.reqID,
-		BytesIn: x.bodyIn, BytesOut: x.respBytes,
+		BytesIn: x.bodyIn, BytesOut: x.bytesOut(),
 		Arrival: x.arrival, BackendLatency: x.latency, Total: now.Sub(x.arrival),
 	}
 	if x.svc != nil {

@@ -16,6 +16,19 @@ import (
 // to the client stopped, if it did.
 func (x *exchange) finish(clientErr error) {
 	now := time.Now()
+	o, clientErr := x.settle(clientErr, now)
+	if x.cache != nil {
+		x.cacheFinish() // the client has the whole answer: store it (cache.go)
+	}
+	x.record(now, o, clientErr)
+	x.s.releaseExchange(x)
+}
+
+// settle is the backend's half of finish: the connection goes back (or is
+// closed), the scheduler learns the outcome and the attempt is noted. A
+// spooled response settles when the backend is done (spool.go), the
+// client's half follows when the client is.
+func (x *exchange) settle(clientErr error, now time.Time) (scheduler.Outcome, error) {
 	// A client that left once its whole answer was written (the watch may
 	// see it close a moment before this runs) was served; one that left
 	// before was not, whatever the body read says.
@@ -46,11 +59,7 @@ func (x *exchange) finish(clientErr error) {
 	if o != scheduler.Ignore {
 		x.attempts = append(x.attempts, attemptResult{up: x.up, failed: o == scheduler.Failure, latency: x.latency})
 	}
-	if x.cache != nil {
-		x.cacheFinish()
-	}
-	x.record(now, o, clientErr)
-	x.s.releaseExchange(x)
+	return o, clientErr
 }
 
 // fail answers a request that got no backend response.

@@ -50,6 +50,8 @@ func (x *exchange) respond() error {
 		return x.respondInline(cl)
 	}
 	if cl < 0 && !ctx.Request.Header.IsHTTP11() {
+		x.streaming = true
+		x.maybeSpool()
 		return x.respondUntilClose()
 	}
 	if cl < 0 {
@@ -62,6 +64,9 @@ func (x *exchange) respond() error {
 	// write after the handler, with no write while the body is read.
 	hdrBytes := int(x.conn.Read()) - x.conn.Reader().Buffered()
 	x.streaming = cl < 0 || hdrBytes+cl+addedHeaderRoom > clientWriteBuffer
+	if x.streaming {
+		x.maybeSpool()
+	}
 	ctx.Response.SetBodyStream(&x.respBody, cl)
 	// A body that does not fit the write buffer goes out in pieces anyway;
 	// sending the headers at once lets the client start, and makes a
@@ -115,6 +120,22 @@ const addedHeaderRoom = 256
 // response, read along with its headers, thus costs no timer update.
 func (r *respBodyReader) Read(p []byte) (int, error) {
 	x := r.x
+	if x.spooled {
+		return x.readSpool(p)
+	}
+	if x.streaming {
+		_ = x.ctx.Conn().SetWriteDeadline(time.Now().Add(x.rt.cfg.Timeouts.ClientWrite))
+	}
+	n, err := x.readBackend(p)
+	if err == io.EOF {
+		x.copyResponseTrailers()
+	}
+	return n, err
+}
+
+// readBackend reads the backend's body, for the client directly or for
+// the spool's writer.
+func (x *exchange) readBackend(p []byte) (int, error) {
 	if x.respCL >= 0 && x.respBytes >= int64(x.respCL) {
 		// fasthttp reads once more after the announced length to catch an
 		// overlong body; the backend's stream says EOF there without
@@ -124,12 +145,8 @@ func (r *respBodyReader) Read(p []byte) (int, error) {
 	// A chunked body may need the socket for a chunk header or CRLF even
 	// with bytes buffered; it is always streaming, so it always renews.
 	if x.streaming || x.conn.Reader().Buffered() == 0 {
-		now := time.Now()
 		rht := x.backend.Config().ResponseHeaderTimeout
-		_ = x.conn.ArmReadDeadline(now.Add(rht), rht/deadlineSlackDiv)
-		if x.streaming {
-			_ = x.ctx.Conn().SetWriteDeadline(now.Add(x.rt.cfg.Timeouts.ClientWrite))
-		}
+		_ = x.conn.ArmReadDeadline(time.Now().Add(rht), rht/deadlineSlackDiv)
 	}
 	n, err := x.resp.BodyStream().Read(p)
 	if x.cache != nil {
@@ -139,7 +156,6 @@ func (r *respBodyReader) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		x.bodyDone = true
-		x.copyResponseTrailers()
 	case err != nil:
 		x.bodyErr = err
 	case x.respCL >= 0 && x.respBytes >= int64(x.respCL):
@@ -152,13 +168,17 @@ func (r *respBodyReader) Read(p []byte) (int, error) {
 // nil) or abandoned (err says why); it ends the exchange.
 func (r *respBodyReader) CloseWithError(err error) error {
 	x := r.x
-	_ = x.resp.CloseBodyStream()
 	if x.streaming {
 		// fasthttp manages the client's deadlines only when it sets them
 		// itself; lift ours so the next request on this connection is not
 		// cut short by it.
 		_ = x.ctx.Conn().SetWriteDeadline(time.Time{})
 	}
+	if x.spooled {
+		x.closeSpoolReader(err)
+		return nil
+	}
+	_ = x.resp.CloseBodyStream()
 	x.finish(err)
 	return nil
 }
@@ -174,16 +194,34 @@ func (x *exchange) copyResponseTrailers() {
 	}
 }
 
-// Read feeds the client's body to the backend request, enforcing
-// MaxBodyBytes and the per-read client timeout.
+// Read feeds the client's body to the backend request: what was spooled
+// first (spoolRequest), then the client's stream, enforcing MaxBodyBytes
+// and the per-read client timeout.
 func (r *reqBodyReader) Read(p []byte) (int, error) {
 	x := r.x
 	now := time.Now()
-	_ = x.ctx.Conn().SetReadDeadline(now.Add(x.rt.cfg.Timeouts.ClientBody))
 	if x.conn != nil {
 		rht := x.backend.Config().ResponseHeaderTimeout
 		_ = x.conn.ArmWriteDeadline(now.Add(rht), rht/deadlineSlackDiv)
 	}
+	if x.reqSpooled {
+		n, err := x.rsp.Read(p)
+		if err != io.EOF {
+			return n, err
+		}
+		x.reqSpooled = false
+		if x.reqComplete {
+			x.copyRequestTrailers()
+			return 0, io.EOF
+		}
+	}
+	return x.readClient(p)
+}
+
+// readClient reads the client's body, enforcing MaxBodyBytes and the
+// per-read client timeout.
+func (x *exchange) readClient(p []byte) (int, error) {
+	_ = x.ctx.Conn().SetReadDeadline(time.Now().Add(x.rt.cfg.Timeouts.ClientBody))
 	n, err := x.clientBody.Read(p)
 	x.bodyIn += int64(n)
 	if max := x.rt.cfg.Limits.MaxBodyBytes; max > 0 && x.bodyIn > max {
@@ -191,16 +229,23 @@ func (r *reqBodyReader) Read(p []byte) (int, error) {
 		return 0, errBodyTooLarge
 	}
 	switch {
+	case err == io.EOF && !x.reqSpooled:
+		x.copyRequestTrailers()
 	case err == io.EOF:
-		for _, k := range x.ctx.Request.Header.PeekTrailerKeys() {
-			if v := x.ctx.Request.Header.PeekBytes(k); len(v) > 0 {
-				x.req.Header.SetBytesKV(k, v)
-			}
-		}
 	case err != nil:
 		x.clientErr = err
 	}
 	return n, err
+}
+
+// copyRequestTrailers moves the client's trailer values, read at the end
+// of its chunked body, into the backend request.
+func (x *exchange) copyRequestTrailers() {
+	for _, k := range x.ctx.Request.Header.PeekTrailerKeys() {
+		if v := x.ctx.Request.Header.PeekBytes(k); len(v) > 0 {
+			x.req.Header.SetBytesKV(k, v)
+		}
+	}
 }
 
 // respondUntilClose answers an HTTP/1.0 client whose response has no
@@ -215,14 +260,14 @@ func (r *reqBodyReader) Read(p []byte) (int, error) {
 // of order); relayUntilClose then streams the body on it and fasthttp
 // closes it when that returns, which is where the body ends for the
 // client. A keep-alive the client asked for is thus declined, as it must
-// be for a close-delimited body.
+// be for a close-delimited body. The caller has set streaming (and
+// started a spool, if the body is to be buffered).
 func (x *exchange) respondUntilClose() error {
 	out := &x.ctx.Response.Header
 	out.SetContentLength(-2) // no length: also sets Connection: close
 	out.DelBytes(hdrTransferEncoding)
 	out.DelBytes(hdrTrailer) // no chunked coding, so no trailers
 	x.head = out.AppendBytes(x.head[:0])
-	x.streaming = true
 	x.s.relays.wg.Add(1)
 	x.ctx.HijackSetNoResponse(true)
 	x.ctx.Hijack(x.untilClose)
@@ -267,15 +312,16 @@ const copyBufferSize = clientWriteBuffer
 var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
 
 // relaySet keeps the responses streamed on hijacked client connections,
-// which fasthttp's Shutdown no longer knows of, so that Shutdown can wait
-// for them and, once its context ends, cut them off.
+// which fasthttp's Shutdown no longer knows of, and the spooled ones, whose
+// backend half may still run after fasthttp's Shutdown gave up, so that
+// Shutdown can wait for them and, once its context ends, cut them off.
 type relaySet struct {
 	wg sync.WaitGroup // one per relay, from the handler on
 
 	// Protected by mu.
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool // Shutdown gave up waiting: a relay starting now is cut off
+	conns  map[net.Conn]int // relays on each connection (a spooled body relayed until close is two)
+	closed bool             // Shutdown gave up waiting: a relay starting now is cut off
 }
 
 // start registers a relay's connection; false means Shutdown has cut the
@@ -288,15 +334,19 @@ func (r *relaySet) start(c net.Conn) bool {
 		return false
 	}
 	if r.conns == nil {
-		r.conns = make(map[net.Conn]struct{})
+		r.conns = make(map[net.Conn]int)
 	}
-	r.conns[c] = struct{}{}
+	r.conns[c]++
 	return true
 }
 
 func (r *relaySet) end(c net.Conn) {
 	r.mu.Lock()
-	delete(r.conns, c)
+	if n := r.conns[c] - 1; n > 0 {
+		r.conns[c] = n
+	} else {
+		delete(r.conns, c)
+	}
 	r.mu.Unlock()
 	r.wg.Done()
 }

@@ -25,6 +25,10 @@ func (x *exchange) run() error {
 	uri := h.RequestURI()
 	x.method = append(x.method[:0], h.Method()...)
 	x.ip = appendIP(x.ip[:0], ctx.RemoteIP())
+	if r := x.s.rates; r != nil && !r.allow(x.ip, x.arrival) {
+		x.path = append(x.path[:0], h.RequestURI()...)
+		return errClientRate
+	}
 	target, authority, err := splitTarget(uri)
 	if err != nil {
 		x.path = append(x.path[:0], uri...)
@@ -113,6 +117,47 @@ func (x *exchange) prepareBody() error {
 		return nil
 	}
 	x.bodyMode = bodyStreamed
+	if x.route.bufferRequests {
+		return x.spoolRequest()
+	}
+	return nil
+}
+
+// spoolRequest reads the client's body into a spool before the request
+// asks for a slot, so that a slow upload holds no backend while it
+// arrives. What does not fit the spool's bounds follows from the client
+// as it comes, after the spooled part (reqBodyReader).
+func (x *exchange) spoolRequest() error {
+	b := &x.rt.cfg.Buffering
+	x.rsp.start(x.s.spools, b.MemoryPerRequest, max(b.FilePerRequest, 0), nil)
+	x.reqSpooled, x.rspUsed = true, true
+	for {
+		buf, ok := x.rsp.tryRoom()
+		if !ok {
+			break // full: the rest streams
+		}
+		n, err := x.readClient(buf)
+		x.rsp.commit(n)
+		if err == io.EOF {
+			if x.clientCL > 0 && x.bodyIn < int64(x.clientCL) {
+				// fasthttp ends a body cut short by the client's close
+				// with a plain EOF; never complete it to a backend.
+				return errClientGone
+			}
+			x.reqComplete = true
+			break
+		}
+		if err != nil {
+			switch {
+			case x.tooLarge:
+				return errBodyTooLarge
+			case clientLeft(err):
+				return errClientGone
+			}
+			return errClientBody
+		}
+	}
+	x.rsp.closeWrite(io.EOF)
 	return nil
 }
 

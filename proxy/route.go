@@ -28,12 +28,28 @@ type route struct {
 	// cache is the route's cache (cache.go); nil: requests on the route
 	// are not cached.
 	cache *routeCache
+	// bufferResponses, bufferRequests: the route's buffering, or the
+	// default's (buffer.go).
+	bufferResponses bool
+	bufferRequests  bool
 }
 
 type headerMatch struct{ key, value []byte }
 
-func newRoute(rc RouteConfig, svc *service, hostRewrite []byte) route {
-	r := route{svc: svc, hostRewrite: hostRewrite, timeout: rc.Timeout, name: rc.Host + rc.PathPrefix}
+// onOff is a route's "on" or "off", or the default when it says neither.
+func onOff(v string, def *bool) bool {
+	switch v {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return def == nil || *def
+}
+
+func newRoute(rc RouteConfig, svc *service, hostRewrite []byte, b BufferingConfig) route {
+	r := route{svc: svc, hostRewrite: hostRewrite, timeout: rc.Timeout, name: rc.Host + rc.PathPrefix,
+		bufferResponses: onOff(rc.Buffering, b.Responses), bufferRequests: onOff(rc.RequestBuffering, b.Requests)}
 	if r.name == "" {
 		r.name = rc.Service
 	}

@@ -34,6 +34,10 @@ const (
 	DefaultShutdownGrace   = 15 * time.Second
 	DefaultAccessLogFlush  = time.Second
 	DefaultAccessLogBuffer = 64 << 10
+	DefaultBufferMemory    = 256 << 10
+	DefaultBufferFile      = 1 << 30
+	DefaultBufferMemoryMax = 64 << 20
+	DefaultBufferDiskMax   = 8 << 30
 )
 
 // WithDefaults returns c with every zero field set to its default. A
@@ -80,6 +84,18 @@ func (c Config) WithDefaults() Config {
 		c.Log.AccessWriter = os.Stderr
 	}
 	setDur(&c.ShutdownGrace, DefaultShutdownGrace)
+	b := &c.Buffering
+	on := true
+	if b.Responses == nil {
+		b.Responses = &on
+	}
+	if b.Requests == nil {
+		b.Requests = &on
+	}
+	setInt64(&b.MemoryPerRequest, DefaultBufferMemory)
+	setInt64(&b.FilePerRequest, DefaultBufferFile)
+	setInt64(&b.MemoryMax, DefaultBufferMemoryMax)
+	setInt64(&b.DiskMax, DefaultBufferDiskMax)
 	c.Queue = c.Queue.WithDefaults()
 	c.Pool = c.Pool.WithDefaults()
 	c.Monitor = c.Monitor.WithDefaults()
@@ -112,6 +128,12 @@ func (c Config) WithDefaults() Config {
 func setDur(d *time.Duration, def time.Duration) {
 	if *d == 0 {
 		*d = def
+	}
+}
+
+func setInt64(n *int64, def int64) {
+	if *n == 0 {
+		*n = def
 	}
 }
 
@@ -221,6 +243,16 @@ func (c *Config) Validate() error {
 		if r.PathPrefix != "" && r.PathPrefix[0] != '/' {
 			return fmt.Errorf("routes[%d].path_prefix: %q must start with /", i, r.PathPrefix)
 		}
+		switch r.Buffering {
+		case "", "on", "off":
+		default:
+			return fmt.Errorf("routes[%d].buffering: %q is not on|off", i, r.Buffering)
+		}
+		switch r.RequestBuffering {
+		case "", "on", "off":
+		default:
+			return fmt.Errorf("routes[%d].request_buffering: %q is not on|off", i, r.RequestBuffering)
+		}
 	}
 	t := c.Timeouts
 	for _, d := range []struct {
@@ -252,6 +284,28 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log.access_log_sample: want a fraction in (0, 1], got %v", c.Log.AccessLogSample)
 	case c.Log.AccessLogBuffer < 0:
 		return fmt.Errorf("log.access_log_buffer: must be >= 0, got %d", c.Log.AccessLogBuffer)
+	}
+	b := c.Buffering
+	switch {
+	case b.MemoryPerRequest < 0:
+		return fmt.Errorf("buffering.memory_per_request: must be >= 0, got %d", b.MemoryPerRequest)
+	case b.FilePerRequest < -1:
+		return fmt.Errorf("buffering.file_per_request: must be >= 0, or -1 for no file, got %d", b.FilePerRequest)
+	case b.MemoryMax < 0:
+		return fmt.Errorf("buffering.memory_max: must be >= 0, got %d", b.MemoryMax)
+	case b.DiskMax < 0:
+		return fmt.Errorf("buffering.disk_max: must be >= 0, got %d", b.DiskMax)
+	}
+	cl := c.Clients
+	switch {
+	case cl.MaxConnsPerIP < 0:
+		return fmt.Errorf("clients.max_conns_per_ip: must be >= 0, got %d", cl.MaxConnsPerIP)
+	case !(cl.RatePerIP >= 0) || cl.RatePerIP > 1e9:
+		return fmt.Errorf("clients.rate_per_ip: want requests per second >= 0, got %v", cl.RatePerIP)
+	case cl.BurstPerIP < 0:
+		return fmt.Errorf("clients.burst_per_ip: must be >= 0, got %d", cl.BurstPerIP)
+	case cl.MaxConns < 0:
+		return fmt.Errorf("clients.max_conns: must be >= 0, got %d", cl.MaxConns)
 	}
 	switch c.Classify.TenantFrom {
 	case "", "header", "api-key", "client-ip":

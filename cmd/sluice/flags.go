@@ -33,7 +33,10 @@ var flagGroups = []flagGroup{
 	{"TLS", []string{"tls-listen", "tls-cert", "tls-key", "backend-ca-file"}},
 	{"Client side", []string{"client-header-timeout", "client-body-timeout", "client-write-timeout", "idle-timeout",
 		"tunnel-idle-timeout",
-		"max-header-bytes", "max-url-bytes", "max-body-bytes"}},
+		"max-header-bytes", "max-url-bytes", "max-body-bytes",
+		"max-conns-per-ip", "rate-per-ip", "burst-per-ip", "max-client-conns"}},
+	{"Buffering", []string{"response-buffering", "request-buffering", "buffer-memory-per-request",
+		"buffer-file-per-request", "buffer-memory-max", "buffer-disk-max", "buffer-temp-dir"}},
 	{"Backend channels (default for services whose pool is not set in the file)", []string{
 		"max-conns", "warm-conns", "connect-timeout", "response-header-timeout", "backend-idle-timeout"}},
 	{"Classification", []string{"priority-header", "tenant-header", "tenant-from", "api-key-header",
@@ -114,6 +117,34 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 		"longest request URL accepted, in bytes (longer: 414)")
 	fs.Int64Var(&l.MaxBodyBytes, "max-body-bytes", l.MaxBodyBytes,
 		"largest request body accepted, in bytes (larger: 413); 0 means unlimited")
+
+	cl := &cfg.Clients
+	fs.IntVar(&cl.MaxConnsPerIP, "max-conns-per-ip", cl.MaxConnsPerIP,
+		"most connections open at once from one client IP (more: 429 client-conns); 0 means no limit")
+	fs.Float64Var(&cl.RatePerIP, "rate-per-ip", cl.RatePerIP,
+		"average `requests` per second one client IP may send (more: 429 client-rate); 0 means no limit")
+	fs.IntVar(&cl.BurstPerIP, "burst-per-ip", cl.BurstPerIP,
+		"requests one client IP may send at once above --rate-per-ip; 0: the rate, at least 1")
+	fs.IntVar(&cl.MaxConns, "max-client-conns", cl.MaxConns,
+		"most client connections open at once in all (more: 503 conn-limit, and a log line); 0 means no limit")
+
+	bf := &cfg.Buffering
+	fs.Var(boolPtrValue{&bf.Responses}, "response-buffering",
+		"hold a response in a buffer while the client reads it, so the backend and its slot are free once it has\n"+
+			"sent it (--response-buffering=false to stream every response at the client's pace; routes may say)")
+	fs.Var(boolPtrValue{&bf.Requests}, "request-buffering",
+		"read a request body whole, into the same buffers, before the request is admitted, so a slow upload\n"+
+			"holds no backend (--request-buffering=false to stream bodies; routes may say)")
+	fs.Int64Var(&bf.MemoryPerRequest, "buffer-memory-per-request", bf.MemoryPerRequest,
+		"memory one request's buffer may use, in bytes; beyond it the buffer goes on in a temporary file")
+	fs.Int64Var(&bf.FilePerRequest, "buffer-file-per-request", bf.FilePerRequest,
+		"size one request's temporary file may reach, in bytes (-1: no file); beyond it the rest streams")
+	fs.Int64Var(&bf.MemoryMax, "buffer-memory-max", bf.MemoryMax,
+		"buffer memory of all requests together, in bytes; when it is used up buffers go to temporary files")
+	fs.Int64Var(&bf.DiskMax, "buffer-disk-max", bf.DiskMax,
+		"temporary-file space of all requests together, in bytes; when it is used up the rest streams")
+	fs.StringVar(&bf.TempDir, "buffer-temp-dir", bf.TempDir,
+		"`directory` for temporary buffer files (each removed from it as soon as it is open); \"\" = $TMPDIR or /tmp")
 
 	p := &cfg.Pool
 	fs.IntVar(&p.MaxConns, "max-conns", p.MaxConns, "most connections open to one backend")
