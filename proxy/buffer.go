@@ -115,6 +115,9 @@ func (x *exchange) finishSpooled() {
 		err = x.spFillErr
 	}
 	x.sp.free()
+	if x.cache != nil {
+		x.cacheFinish() // the body was teed as the spool read it (cache.go)
+	}
 	x.record(now, x.spOutcome, err)
 	x.s.relays.end(x.spConn)
 	x.spConn = nil
