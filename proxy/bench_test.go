@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -32,16 +34,26 @@ func newMemRigWith(tb testing.TB, accessLog bool, mut func(*Config)) *memRig {
 	return newMemRigObserved(tb, accessLog, mut, nil)
 }
 
+// newMemRigBody is newMemRigWith whose backend answers body.
+func newMemRigBody(tb testing.TB, body []byte, mut func(*Config)) *memRig {
+	return newMemRigServing(tb, true, mut, nil, body)
+}
+
 // newMemRigObserved is newMemRigWith with attach called on the proxy
 // before it serves (to add observers); nil: nothing.
 func newMemRigObserved(tb testing.TB, accessLog bool, mut func(*Config), attach func(*Server)) *memRig {
+	return newMemRigServing(tb, accessLog, mut, attach, benchBody)
+}
+
+// newMemRigServing is newMemRigObserved whose backend answers body.
+func newMemRigServing(tb testing.TB, accessLog bool, mut func(*Config), attach func(*Server), body []byte) *memRig {
 	tb.Helper()
 	backLn := fasthttputil.NewInmemoryListener()
 	frontLn := fasthttputil.NewInmemoryListener()
 	backend := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			ctx.Response.Header.SetContentType("text/plain")
-			ctx.Response.SetBodyRaw(benchBody)
+			ctx.Response.SetBodyRaw(body)
 		},
 		NoDefaultDate: true,
 	}
@@ -167,4 +179,23 @@ func requireZeroAllocRequests(t *testing.T, rig *memRig) {
 	}
 	allocs := testing.AllocsPerRun(1000, run)
 	require.Zero(t, allocs, "allocations per proxied request")
+}
+
+// BenchmarkProxyBody measures responses of several sizes, with response
+// buffering on (the default) and off: what the buffer path costs per
+// request where fasthttp alone would relay the body directly.
+func BenchmarkProxyBody(b *testing.B) {
+	for _, size := range []int{1 << 10, 16 << 10, 64 << 10, 256 << 10} {
+		body := bytes.Repeat([]byte("x"), size)
+		for _, buffering := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%dKiB/buffering=%v", size>>10, buffering), func(b *testing.B) {
+				rig := newMemRigBody(b, body, func(c *Config) { c.Buffering.Responses = &buffering })
+				defer rig.stop()
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				b.ResetTimer()
+				runParallelGets(b, rig)
+			})
+		}
+	}
 }
