@@ -1,15 +1,3 @@
-// Command clients puts hostile clients (slow readers, slow uploads, idle
-// keep-alive connections) beside a well-behaved client, in front of an
-// origin with a few synchronous workers, through Sluice, nginx and HAProxy
-// in turn, and reports the well-behaved client's success and p99 and each
-// proxy's peak resident memory and open descriptors. Everything runs on
-// loopback, bounded in rate and duration. scripts/clients.sh runs it.
-//
-// The origin is a pre-fork application server in miniature: a worker is
-// taken for the whole request, from reading its body to writing the last
-// byte of its answer (as gunicorn's sync workers, unicorn or PHP-FPM do),
-// and the rest wait for one. A proxy that relays a large answer at the
-// client's pace lends the client a worker for as long as it reads.
 package main
 
 import (
@@ -138,17 +126,11 @@ type result struct {
 	fds0, fdsPeak, fdsAfter int
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startPeer(o options, peer, originAddr, dir string) (*exec.Cmd, string, error) {
-	listen := freeAddr()
+	listen, err := scenario.FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
 	pdir := filepath.Join(dir, peer)
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		return nil, "", err
@@ -177,7 +159,7 @@ func startPeer(o options, peer, originAddr, dir string) (*exec.Cmd, string, erro
 	default:
 		return nil, "", fmt.Errorf("unknown proxy %q", peer)
 	}
-	bin, ok := lookBinary(argv[0])
+	bin, ok := scenario.LookBinary(argv[0])
 	if !ok {
 		return nil, "", fmt.Errorf("not installed (%s)", argv[0])
 	}
@@ -425,25 +407,6 @@ func treeFDs(pid int) int {
 		n += len(ents)
 	}
 	return n
-}
-
-// lookBinary finds a program by path, on PATH, or in the sbin
-// directories where distributions install servers.
-func lookBinary(name string) (string, bool) {
-	if strings.ContainsRune(name, '/') {
-		st, err := os.Stat(name)
-		return name, err == nil && !st.IsDir()
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, true
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, true
-		}
-	}
-	return "", false
 }
 
 // raiseNoFile lifts the soft open-file limit to the hard one; the proxies

@@ -89,7 +89,7 @@ func (b Binaries) available(peer string) (string, error) {
 	default:
 		return "", fmt.Errorf("unknown peer %q", peer)
 	}
-	path, ok := lookBinary(name)
+	path, ok := LookBinary(name)
 	if !ok {
 		return "", errSkipped{fmt.Sprintf("%s: skipped (%s not found; run scripts/bench-overload.sh or `make build`)", peer, name)}
 	}
@@ -126,7 +126,7 @@ func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, di
 	if err != nil {
 		return nil, err
 	}
-	listen, err := freeAddr()
+	listen, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func (b Binaries) startPeer(ctx context.Context, peer string, ups []upstream, di
 		argv = []string{bin, "-p", ndir, "-c", cfg, "-e", filepath.Join(ndir, "error.log")}
 	}
 	if b.CPU != "" {
-		ts, ok := lookBinary("taskset")
+		ts, ok := LookBinary("taskset")
 		if !ok {
 			return nil, fmt.Errorf("--cpu %s: taskset not found", b.CPU)
 		}

@@ -79,10 +79,10 @@ func (p *proc) tail() string {
 	return strings.Join(lines, "\n")
 }
 
-// freeAddr returns a 127.0.0.1 address with a port free at the time of the
+// FreeAddr returns a 127.0.0.1 address with a port free at the time of the
 // call. Another process could take it before the child binds it; the
 // readiness check then fails loudly instead of measuring the wrong thing.
-func freeAddr() (string, error) {
+func FreeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -149,10 +149,10 @@ func httpProbe(addr string, timeout time.Duration) error {
 	return nil
 }
 
-// lookBinary finds a peer's binary: an explicit path must exist; a bare
+// LookBinary finds a peer's binary: an explicit path must exist; a bare
 // name is looked up in PATH and then in the sbin directories Debian puts
 // haproxy and nginx in (not always on a user's PATH).
-func lookBinary(name string) (string, bool) {
+func LookBinary(name string) (string, bool) {
 	if strings.ContainsRune(name, '/') {
 		if st, err := os.Stat(name); err == nil && !st.IsDir() {
 			return name, true

@@ -37,7 +37,7 @@ func InProcessOrigin(_ context.Context, cfg origin.Config, _ string) (string, fu
 // process.
 func ChildOrigin(bin string) OriginStarter {
 	return func(ctx context.Context, cfg origin.Config, dir string) (string, func(), error) {
-		addr, err := freeAddr()
+		addr, err := FreeAddr()
 		if err != nil {
 			return "", nil, err
 		}

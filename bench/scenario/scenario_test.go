@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 // it is a broken install, and the test fails rather than pass unchecked.
 func syntaxChecker(t *testing.T, name string) (string, bool) {
 	t.Helper()
-	if bin, ok := lookBinary(name); ok {
+	if bin, ok := LookBinary(name); ok {
 		return bin, true
 	}
 	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {

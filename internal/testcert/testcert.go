@@ -1,6 +1,3 @@
-// Package testcert makes certificate authorities and certificates for
-// tests: ECDSA P-256 keys, generated in memory on each run, so that no key
-// is ever committed and none expires under the test suite.
 package testcert
 
 import (
