@@ -14,18 +14,7 @@ import (
 // of the request pools, so a check measures a fresh connection and never
 // waits behind traffic).
 func startChecker(s *Service, id string, t Target, cfg HealthCheckConfig) *periodic {
-	client := &http.Client{
-		Timeout: cfg.Timeout,
-		Transport: &http.Transport{
-			DialContext:       (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
-			DisableKeepAlives: true,
-			Proxy:             nil,
-			// An https:// backend is checked over TLS, verified as its
-			// requests are: a certificate that fails them fails the check.
-			TLSClientConfig: t.TLS,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	client := CheckClient(cfg.Timeout, t.TLS)
 	url := t.URL(cfg.Path)
 	return startPeriodic(cfg.Interval, func(ctx context.Context) {
 		if ok := probe(ctx, client, url, cfg); ctx.Err() == nil {
@@ -34,20 +23,45 @@ func startChecker(s *Service, id string, t Target, cfg HealthCheckConfig) *perio
 	})
 }
 
-// probe is one check: a status within the expected range passes.
-func probe(ctx context.Context, client *http.Client, url string, cfg HealthCheckConfig) bool {
+// CheckClient is the HTTP client of a check of a backend, health check
+// or liveness probe: a fresh connection per request, bounded by timeout,
+// no redirect followed, and for an https:// backend (tc set) TLS verified
+// as its requests are, so that a certificate that fails them fails the
+// check too.
+func CheckClient(timeout time.Duration, tc *tls.Config) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext:       (&net.Dialer{Timeout: timeout}).DialContext,
+			DisableKeepAlives: true,
+			Proxy:             nil,
+			TLSClientConfig:   tc,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// CheckStatus sends one GET of url as userAgent and returns the status of
+// the answer, its body read and dropped; 0 when none came.
+func CheckStatus(ctx context.Context, client *http.Client, url, userAgent string) int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false
+		return 0
 	}
-	req.Header.Set("User-Agent", "sluice-health-check")
+	req.Header.Set("User-Agent", userAgent)
 	resp, err := client.Do(req)
 	if err != nil {
-		return false
+		return 0
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return resp.StatusCode >= cfg.ExpectStatusMin && resp.StatusCode <= cfg.ExpectStatusMax
+	return resp.StatusCode
+}
+
+// probe is one check: a status within the expected range passes.
+func probe(ctx context.Context, client *http.Client, url string, cfg HealthCheckConfig) bool {
+	st := CheckStatus(ctx, client, url, "sluice-health-check")
+	return st != 0 && st >= cfg.ExpectStatusMin && st <= cfg.ExpectStatusMax
 }
 
 // Target is where a backend's health check goes: its address and, for an

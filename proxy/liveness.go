@@ -2,9 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
-	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -37,23 +34,7 @@ type livenessProber struct {
 
 func newLivenessProber() *livenessProber {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &livenessProber{ctx: ctx, cancel: cancel, client: probeClient(nil)}
-}
-
-// tlsClient is the probe client for an https:// backend verified by tc.
-func (p *livenessProber) tlsClient(tc *tls.Config) *http.Client { return probeClient(tc) }
-
-func probeClient(tc *tls.Config) *http.Client {
-	return &http.Client{
-		Timeout: livenessTimeout,
-		Transport: &http.Transport{
-			DialContext:       (&net.Dialer{Timeout: livenessTimeout}).DialContext,
-			DisableKeepAlives: true,
-			Proxy:             nil,
-			TLSClientConfig:   tc,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return &livenessProber{ctx: ctx, cancel: cancel, client: monitor.CheckClient(livenessTimeout, nil)}
 }
 
 // close stops the probes in flight and waits for them.
@@ -92,7 +73,7 @@ func (p *livenessProber) run(svc *service, u *upstream, t monitor.Target, path s
 	if t.TLS != nil {
 		// An https:// backend is probed over TLS, verified as its
 		// requests are; probes are rare, so a client of its own is cheap.
-		client = p.tlsClient(t.TLS)
+		client = monitor.CheckClient(livenessTimeout, t.TLS)
 		defer client.CloseIdleConnections()
 	}
 	url := t.URL(path)
@@ -111,16 +92,6 @@ func (p *livenessProber) run(svc *service, u *upstream, t monitor.Target, path s
 
 // alive sends one probe: any answer below 500 is proof of life.
 func (p *livenessProber) alive(client *http.Client, url string) bool {
-	req, err := http.NewRequestWithContext(p.ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	req.Header.Set("User-Agent", "sluice-liveness-probe")
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return resp.StatusCode < 500
+	st := monitor.CheckStatus(p.ctx, client, url, "sluice-liveness-probe")
+	return st != 0 && st < 500
 }
