@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -22,17 +21,7 @@ func startProxyLogged(t *testing.T, cfg Config) (*testProxy, *syncBuf) {
 	cfg.Log.AccessWriter = logs
 	s, err := New(cfg, zerolog.New(plog))
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-done
-	})
-	return &testProxy{Server: s, addr: ln.Addr().String(), logs: logs}, plog
+	return serveProxy(t, s, logs), plog
 }
 
 // keepAlive opens a connection, makes one request on it and leaves it open.

@@ -182,6 +182,13 @@ func startProxy(t testing.TB, cfg Config, observers ...Observer) *testProxy {
 	for _, o := range observers {
 		s.AddObserver(o)
 	}
+	return serveProxy(t, s, logs)
+}
+
+// serveProxy serves s on a loopback listener until the test ends; logs is
+// where its access log goes.
+func serveProxy(t testing.TB, s *Server, logs *syncBuf) *testProxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan error, 1)
