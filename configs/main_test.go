@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/sluiceproxy/sluice/internal/testbin"
 )
 
 var root = ".."
@@ -21,27 +23,16 @@ var sluiceBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	var dir string
+	cleanup := func() {}
 	if !testing.Short() {
 		var err error
-		if dir, err = os.MkdirTemp("", "sluice-configs-"); err != nil {
+		if sluiceBin, cleanup, err = testbin.Build(filepath.Join(root, "cmd", "sluice"), "sluice"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		sluiceBin = filepath.Join(dir, "sluice")
-		build := exec.Command("go", "build", "-o", sluiceBin, "./cmd/sluice")
-		build.Dir = root
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building sluice:", err)
-			os.RemoveAll(dir)
 			os.Exit(1)
 		}
 	}
 	code := m.Run()
-	if dir != "" {
-		os.RemoveAll(dir)
-	}
+	cleanup()
 	os.Exit(code)
 }
 

@@ -24,6 +24,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/sluiceproxy/sluice/internal/testbin"
 )
 
 // sluiceBin is the binary built by TestMain; empty in -short mode.
@@ -31,19 +33,11 @@ var sluiceBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	var dir string
+	cleanup := func() {}
 	if !testing.Short() {
 		var err error
-		if dir, err = os.MkdirTemp("", "sluice-e2e-"); err != nil {
+		if sluiceBin, cleanup, err = testbin.Build(".", "sluice"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		sluiceBin = filepath.Join(dir, "sluice")
-		build := exec.Command("go", "build", "-o", sluiceBin, ".")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building sluice:", err)
-			os.RemoveAll(dir)
 			os.Exit(1)
 		}
 	}
@@ -55,9 +49,7 @@ func TestMain(m *testing.M) {
 		// A Cleanup replaces goleak's own os.Exit: without one here a
 		// leak would be printed and the run would still pass.
 		goleak.Cleanup(func(code int) {
-			if dir != "" {
-				os.RemoveAll(dir)
-			}
+			cleanup()
 			os.Exit(code)
 		}))
 }
