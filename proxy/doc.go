@@ -289,6 +289,19 @@
 // Log.AccessLogSample keeps a fraction of the lines, chosen by a counter
 // (one atomic add), for request rates at which even that costs too much.
 //
+// # Idle connections
+//
+// A plain TCP client connection that has waited parkAfter (100 ms) for
+// its next request, or for its first, leaves fasthttp's serving
+// goroutine and waits in the idle parker's epoll set with no goroutine
+// and no buffer (idle.go, idle_linux.go); bytes or a hang-up bring it
+// back to fasthttp's ServeConn on a new goroutine. A parked connection is
+// closed, silently, when the deadline of its wait passes (Timeouts.Idle
+// between requests, Timeouts.ClientHeader before the first) and at
+// Shutdown. Only the wait between requests parks, never a request being
+// read or served, nor a connection taken over (tunnels, close-delimited
+// responses). TLS connections keep their goroutines.
+//
 // # Timeouts
 //
 // Timeouts.ClientHeader bounds reading the request head, ClientBody each

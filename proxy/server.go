@@ -72,6 +72,9 @@ type Server struct {
 	// Protected by mu.
 	mu     sync.Mutex
 	closed bool
+	// idle parks idle client connections off their goroutines (idle.go);
+	// made by the first Serve, nil before it or where it cannot be.
+	idle *idleParker
 }
 
 // New validates cfg (after defaults) and builds a Server: pools are created
@@ -115,7 +118,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 			sample: newSampler(cfg.Log.AccessLogSample)})
 	}
 	s.fs = &fasthttp.Server{
-		Handler:      s.handle,
+		Handler:      func(ctx *fasthttp.RequestCtx) { served(ctx, s.handle) },
 		ErrorHandler: s.handleServerError,
 		Logger:       fasthttpLogger{s.log},
 		// The read buffer bounds the request line plus headers: a request
@@ -139,6 +142,10 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		// read buffer stays with the connection: fasthttp keeps it when
 		// request bodies stream.
 		ReduceMemoryUsage: true,
+		// A connection that parks (idle.go) gives its goroutine back to
+		// fasthttp's worker pool; workers idle for longer than this exit,
+		// so that a crowd of clients gone idle holds no goroutines either.
+		MaxIdleWorkerDuration: 2 * time.Second,
 	}
 	return s, nil
 }
@@ -147,6 +154,10 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	closed := s.closed
+	if !closed && s.idle == nil {
+		s.idle = newIdleParker(s.fs, s.log)
+	}
+	idle := s.idle
 	s.mu.Unlock()
 	if closed {
 		_ = ln.Close()
@@ -154,6 +165,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	if c := s.start.Clients; c.MaxConns > 0 || c.MaxConnsPerIP > 0 {
 		ln = newClientListener(ln, c, s.log)
+	}
+	if idle != nil {
+		ln = idleListener{Listener: ln, p: idle}
 	}
 	return s.fs.Serve(ln)
 }
@@ -167,7 +181,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	idle := s.idle
 	s.mu.Unlock()
+	if idle != nil {
+		// Parked connections are idle ones: closed at once, as fasthttp
+		// closes its own idle connections on shutdown.
+		idle.close()
+		idle.wait()
+	}
 	err := s.fs.ShutdownWithContext(ctx)
 	s.relays.wait(ctx)
 	s.tunnels.wait(ctx)

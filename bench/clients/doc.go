@@ -2,7 +2,8 @@
 // keep-alive connections) beside a well-behaved client, in front of an
 // origin with a few synchronous workers, through Sluice, nginx and HAProxy
 // in turn, and reports the well-behaved client's success and p99 and each
-// proxy's peak resident memory and open descriptors. Everything runs on
+// proxy's peak resident memory and open descriptors (and, for Sluice,
+// its goroutines, from its admin listener's go_goroutines). Everything runs on
 // loopback, bounded in rate and duration. scripts/clients.sh runs it.
 //
 // The origin is a pre-fork application server in miniature: a worker is

@@ -66,18 +66,22 @@ func run(o options) error {
 	defer os.RemoveAll(dir)
 	fmt.Printf("origin: %d synchronous workers; hostile groups of %d (idle: %d), %d MiB answers; well-behaved client %d/s for %s\n\n",
 		o.workers, o.slow, o.idle, o.size>>20, o.rate, o.duration)
-	fmt.Printf("| group | proxy | well-behaved success | p99 | proxy peak RSS | fds start / peak / after |\n|---|---|---|---|---|---|\n")
+	fmt.Printf("| group | proxy | well-behaved success | p99 | proxy peak RSS | fds start / peak / after | goroutines start / peak / after |\n|---|---|---|---|---|---|---|\n")
 	for _, g := range strings.Split(o.groups, ",") {
 		for _, peer := range strings.Split(o.peers, ",") {
 			res, err := runOne(o, peer, g, org.Addr, dir)
 			if err != nil {
-				fmt.Printf("| %s | %s | %v | | | |\n", g, peer, err)
+				fmt.Printf("| %s | %s | %v | | | | |\n", g, peer, err)
 				continue
 			}
-			fmt.Printf("| %s | %s | %.2f%% (%d/%d) | %.1f ms | %.1f MiB | %d / %d / %d |\n", g, peer,
+			gor := "—" // only Sluice reports them
+			if res.gor0 >= 0 {
+				gor = fmt.Sprintf("%d / %d / %d", res.gor0, res.gorPeak, res.gorAfter)
+			}
+			fmt.Printf("| %s | %s | %.2f%% (%d/%d) | %.1f ms | %.1f MiB | %d / %d / %d | %s |\n", g, peer,
 				100*float64(res.ok)/float64(max(1, res.sent)), res.ok, res.sent,
 				float64(res.p99)/float64(time.Millisecond), float64(res.peakRSS)/(1<<20),
-				res.fds0, res.fdsPeak, res.fdsAfter)
+				res.fds0, res.fdsPeak, res.fdsAfter, gor)
 		}
 	}
 	return nil
@@ -124,22 +128,30 @@ type result struct {
 	p99                     time.Duration
 	peakRSS                 int64
 	fds0, fdsPeak, fdsAfter int
+	// Sluice's goroutines, from its admin listener's go_goroutines; -1
+	// for the other proxies.
+	gor0, gorPeak, gorAfter int
 }
 
-func startPeer(o options, peer, originAddr, dir string) (*exec.Cmd, string, error) {
-	listen, err := scenario.FreeAddr()
+// startPeer starts the proxy; for Sluice, admin is its admin listener's
+// address (for the goroutine count), else empty.
+func startPeer(o options, peer, originAddr, dir string) (cmd *exec.Cmd, listen, admin string, err error) {
+	listen, err = scenario.FreeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	pdir := filepath.Join(dir, peer)
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	var argv []string
 	switch peer {
 	case "sluice", "sluice-unbuffered":
+		if admin, err = scenario.FreeAddr(); err != nil {
+			return nil, "", "", err
+		}
 		argv = []string{o.sluice, "--listen", listen, "--backend", "http://" + originAddr, "--access-log=false",
-			"--buffer-temp-dir", pdir}
+			"--buffer-temp-dir", pdir, "--admin", admin}
 		if peer == "sluice-unbuffered" {
 			// The control: as before buffering.
 			argv = append(argv, "--response-buffering=false", "--request-buffering=false")
@@ -147,32 +159,32 @@ func startPeer(o options, peer, originAddr, dir string) (*exec.Cmd, string, erro
 	case "nginx":
 		cfg := filepath.Join(pdir, "nginx.conf")
 		if err := os.WriteFile(cfg, []byte(scenario.NginxConfig(listen, originAddr, pdir)), 0o644); err != nil {
-			return nil, "", err
+			return nil, "", "", err
 		}
 		argv = []string{o.nginx, "-p", pdir, "-c", cfg, "-e", filepath.Join(pdir, "error.log")}
 	case "haproxy":
 		cfg := filepath.Join(pdir, "haproxy.cfg")
 		if err := os.WriteFile(cfg, []byte(scenario.HAProxyConfig(listen, originAddr, false, o.workers)), 0o644); err != nil {
-			return nil, "", err
+			return nil, "", "", err
 		}
 		argv = []string{o.haproxy, "-db", "-f", cfg}
 	default:
-		return nil, "", fmt.Errorf("unknown proxy %q", peer)
+		return nil, "", "", fmt.Errorf("unknown proxy %q", peer)
 	}
 	bin, ok := scenario.LookBinary(argv[0])
 	if !ok {
-		return nil, "", fmt.Errorf("not installed (%s)", argv[0])
+		return nil, "", "", fmt.Errorf("not installed (%s)", argv[0])
 	}
 	argv[0] = bin
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd = exec.Command(argv[0], argv[1:]...)
 	logf, err := os.Create(filepath.Join(pdir, "stderr.log"))
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -180,12 +192,12 @@ func startPeer(o options, peer, originAddr, dir string) (*exec.Cmd, string, erro
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cmd, listen, nil
+				return cmd, listen, admin, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			stopPeer(cmd)
-			return nil, "", fmt.Errorf("%s did not start: see %s", peer, logf.Name())
+			return nil, "", "", fmt.Errorf("%s did not start: see %s", peer, logf.Name())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -197,7 +209,7 @@ func stopPeer(cmd *exec.Cmd) {
 }
 
 func runOne(o options, peer, group, originAddr, dir string) (result, error) {
-	cmd, addr, err := startPeer(o, peer, originAddr, dir)
+	cmd, addr, admin, err := startPeer(o, peer, originAddr, dir)
 	if err != nil {
 		return result{}, err
 	}
@@ -205,6 +217,8 @@ func runOne(o options, peer, group, originAddr, dir string) (result, error) {
 	pid := cmd.Process.Pid
 	var res result
 	res.fds0 = treeFDs(pid)
+	res.gor0 = goroutines(admin)
+	var peakGor atomic.Int64
 
 	// Sample the proxy's memory and descriptors while the run lasts.
 	var peakRSS atomic.Int64
@@ -221,6 +235,9 @@ func runOne(o options, peer, group, originAddr, dir string) (result, error) {
 			}
 			if f := int64(treeFDs(pid)); f > peakFDs.Load() {
 				peakFDs.Store(f)
+			}
+			if g := int64(goroutines(admin)); g > peakGor.Load() {
+				peakGor.Store(g)
 			}
 			select {
 			case <-stopSample:
@@ -240,11 +257,40 @@ func runOne(o options, peer, group, originAddr, dir string) (result, error) {
 	cancel()
 	conns.Range(func(k, _ any) bool { _ = k.(net.Conn).Close(); return true })
 	wg.Wait()
-	time.Sleep(2 * time.Second) // the proxy lets go of what they held
+	// The proxy lets go of what they held: fasthttp's idle workers
+	// outlive their connection by up to twice Sluice's 2 s worker idle
+	// time, so the goroutines are read after that.
+	time.Sleep(5 * time.Second)
 	close(stopSample)
 	<-sampled
 	res.peakRSS, res.fdsPeak, res.fdsAfter = peakRSS.Load(), int(peakFDs.Load()), treeFDs(pid)
+	res.gorPeak, res.gorAfter = int(peakGor.Load()), goroutines(admin)
 	return res, nil
+}
+
+// goroutines reads go_goroutines from a Sluice admin listener's /metrics;
+// -1 without one or when it does not answer.
+func goroutines(admin string) int {
+	if admin == "" {
+		return -1
+	}
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return -1
+			}
+			return int(n)
+		}
+	}
+	return -1
 }
 
 // hostile starts the group's clients; each ends when ctx does.
