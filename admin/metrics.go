@@ -283,6 +283,18 @@ var (
 		"The cache's memory bound.", []string{"service"}, nil)
 	descCacheEntries = prometheus.NewDesc("sluice_cache_entries",
 		"Responses stored.", []string{"service"}, nil)
+	descParkedConns = prometheus.NewDesc("sluice_client_connections_parked",
+		"Idle client connections parked off their goroutines, waiting for a request.", nil, nil)
+	descBuffers = prometheus.NewDesc("sluice_buffers",
+		"Response and request-body buffers in use.", nil, nil)
+	descBufferBytes = prometheus.NewDesc("sluice_buffer_bytes",
+		"Bytes held by buffers, in memory or in temporary files.", []string{"store"}, nil)
+	descBufferMaxBytes = prometheus.NewDesc("sluice_buffer_max_bytes",
+		"The bound on the bytes buffers hold, in memory or in temporary files.", []string{"store"}, nil)
+	descBufferFiles = prometheus.NewDesc("sluice_buffer_files",
+		"Temporary files open for buffers.", nil, nil)
+	descBufferSpills = prometheus.NewDesc("sluice_buffer_spills_total",
+		"Buffers that went past memory into a temporary file.", nil, nil)
 	descEvents = prometheus.NewDesc("sluice_events_total",
 		"Events in the event log, by kind.", []string{"kind"}, nil)
 )
@@ -366,6 +378,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(descDialFailures, float64(b.Pool.DialFailures), l...)
 		}
 	}
+	f := m.gw.Front()
+	gauge(descParkedConns, float64(f.ParkedConns))
+	gauge(descBuffers, float64(f.Buffers))
+	gauge(descBufferBytes, float64(f.BufferMemory), "memory")
+	gauge(descBufferBytes, float64(f.BufferDisk), "disk")
+	gauge(descBufferMaxBytes, float64(f.BufferMemoryMax), "memory")
+	gauge(descBufferMaxBytes, float64(f.BufferDiskMax), "disk")
+	gauge(descBufferFiles, float64(f.BufferFiles))
+	counter(descBufferSpills, float64(f.BufferSpills))
 	events := m.gw.EventCounts()
 	counter(descReloads, float64(events[proxy.EventReload]), "ok")
 	counter(descReloads, float64(events[proxy.EventReloadFailed]), "failed")

@@ -182,3 +182,10 @@ func (p *idleParker) close() {
 
 // wait returns once the loop has stopped.
 func (p *idleParker) wait() { <-p.done }
+
+// count is how many connections are parked now.
+func (p *idleParker) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.parked)
+}

@@ -16,3 +16,4 @@ func newIdleParker(*fasthttp.Server, zerolog.Logger) *idleParker { return nil }
 func (p *idleParker) park(c *idleConn) { _ = c.Conn.Close() }
 func (p *idleParker) close()           {}
 func (p *idleParker) wait()            {}
+func (p *idleParker) count() int       { return 0 }

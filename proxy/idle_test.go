@@ -18,19 +18,9 @@ import (
 )
 
 // parkedCount is how many connections the proxy's parker holds.
-func (p *testProxy) parkedCount() int {
-	p.mu.Lock()
-	idle := p.idle
-	p.mu.Unlock()
-	if idle == nil {
-		return 0
-	}
-	idle.mu.Lock()
-	defer idle.mu.Unlock()
-	return len(idle.parked)
-}
+func (p *testProxy) parkedCount() int { return p.Front().ParkedConns }
 
-// clientConn is a raw keep-alive client connection.
+// rawClient is a raw keep-alive client connection.
 type rawClient struct {
 	c  net.Conn
 	br *bufio.Reader

@@ -66,22 +66,23 @@ func run(o options) error {
 	defer os.RemoveAll(dir)
 	fmt.Printf("origin: %d synchronous workers; hostile groups of %d (idle: %d), %d MiB answers; well-behaved client %d/s for %s\n\n",
 		o.workers, o.slow, o.idle, o.size>>20, o.rate, o.duration)
-	fmt.Printf("| group | proxy | well-behaved success | p99 | proxy peak RSS | fds start / peak / after | goroutines start / peak / after |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| group | proxy | well-behaved success | p99 | proxy peak RSS | fds start / peak / after | goroutines start / peak / after | buffers peak memory / disk |\n|---|---|---|---|---|---|---|---|\n")
 	for _, g := range strings.Split(o.groups, ",") {
 		for _, peer := range strings.Split(o.peers, ",") {
 			res, err := runOne(o, peer, g, org.Addr, dir)
 			if err != nil {
-				fmt.Printf("| %s | %s | %v | | | | |\n", g, peer, err)
+				fmt.Printf("| %s | %s | %v | | | | | |\n", g, peer, err)
 				continue
 			}
-			gor := "—" // only Sluice reports them
-			if res.gor0 >= 0 {
-				gor = fmt.Sprintf("%d / %d / %d", res.gor0, res.gorPeak, res.gorAfter)
+			gor, bufs := "—", "—" // only Sluice reports them
+			if sr := res.sluice; sr != nil {
+				gor = fmt.Sprintf("%d / %d / %d", sr.start.goroutines, sr.peak.goroutines, sr.after.goroutines)
+				bufs = fmt.Sprintf("%.1f / %.1f MiB", float64(sr.peak.bufMem)/(1<<20), float64(sr.peak.bufDisk)/(1<<20))
 			}
-			fmt.Printf("| %s | %s | %.2f%% (%d/%d) | %.1f ms | %.1f MiB | %d / %d / %d | %s |\n", g, peer,
+			fmt.Printf("| %s | %s | %.2f%% (%d/%d) | %.1f ms | %.1f MiB | %d / %d / %d | %s | %s |\n", g, peer,
 				100*float64(res.ok)/float64(max(1, res.sent)), res.ok, res.sent,
 				float64(res.p99)/float64(time.Millisecond), float64(res.peakRSS)/(1<<20),
-				res.fds0, res.fdsPeak, res.fdsAfter, gor)
+				res.fds0, res.fdsPeak, res.fdsAfter, gor, bufs)
 		}
 	}
 	return nil
@@ -128,10 +129,12 @@ type result struct {
 	p99                     time.Duration
 	peakRSS                 int64
 	fds0, fdsPeak, fdsAfter int
-	// Sluice's goroutines, from its admin listener's go_goroutines; -1
-	// for the other proxies.
-	gor0, gorPeak, gorAfter int
+	sluice                  *sluiceResult // nil for the other proxies
 }
+
+// sluiceResult is what Sluice's admin listener reported at the start, at
+// the peak (of each figure apart) and after the hostile clients left.
+type sluiceResult struct{ start, peak, after figures }
 
 // startPeer starts the proxy; for Sluice, admin is its admin listener's
 // address (for the goroutine count), else empty.
@@ -217,8 +220,9 @@ func runOne(o options, peer, group, originAddr, dir string) (result, error) {
 	pid := cmd.Process.Pid
 	var res result
 	res.fds0 = treeFDs(pid)
-	res.gor0 = goroutines(admin)
-	var peakGor atomic.Int64
+	f0, sluice := sluiceFigures(admin)
+	var peakMu sync.Mutex
+	var peak figures
 
 	// Sample the proxy's memory and descriptors while the run lasts.
 	var peakRSS atomic.Int64
@@ -236,8 +240,10 @@ func runOne(o options, peer, group, originAddr, dir string) (result, error) {
 			if f := int64(treeFDs(pid)); f > peakFDs.Load() {
 				peakFDs.Store(f)
 			}
-			if g := int64(goroutines(admin)); g > peakGor.Load() {
-				peakGor.Store(g)
+			if f, ok := sluiceFigures(admin); ok {
+				peakMu.Lock()
+				peak.peak(f)
+				peakMu.Unlock()
 			}
 			select {
 			case <-stopSample:
@@ -264,33 +270,53 @@ func runOne(o options, peer, group, originAddr, dir string) (result, error) {
 	close(stopSample)
 	<-sampled
 	res.peakRSS, res.fdsPeak, res.fdsAfter = peakRSS.Load(), int(peakFDs.Load()), treeFDs(pid)
-	res.gorPeak, res.gorAfter = int(peakGor.Load()), goroutines(admin)
+	if sluice {
+		after, _ := sluiceFigures(admin)
+		res.sluice = &sluiceResult{start: f0, peak: peak, after: after}
+	}
 	return res, nil
 }
 
-// goroutines reads go_goroutines from a Sluice admin listener's /metrics;
-// -1 without one or when it does not answer.
-func goroutines(admin string) int {
+// sluiceFigures reads what Sluice's admin listener reports of its
+// goroutines and buffers; ok is false without one or when it does not
+// answer.
+func sluiceFigures(admin string) (f figures, ok bool) {
 	if admin == "" {
-		return -1
+		return f, false
 	}
 	c := http.Client{Timeout: time.Second}
 	resp, err := c.Get("http://" + admin + "/metrics")
 	if err != nil {
-		return -1
+		return f, false
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return -1
-			}
-			return int(n)
+		name, v, found := strings.Cut(sc.Text(), " ")
+		if !found {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "go_goroutines":
+			f.goroutines, ok = int64(n), true
+		case `sluice_buffer_bytes{store="memory"}`:
+			f.bufMem = int64(n)
+		case `sluice_buffer_bytes{store="disk"}`:
+			f.bufDisk = int64(n)
 		}
 	}
-	return -1
+	return f, ok
+}
+
+type figures struct{ goroutines, bufMem, bufDisk int64 }
+
+// peak keeps the largest of each figure.
+func (f *figures) peak(g figures) {
+	f.goroutines, f.bufMem, f.bufDisk = max(f.goroutines, g.goroutines), max(f.bufMem, g.bufMem), max(f.bufDisk, g.bufDisk)
 }
 
 // hostile starts the group's clients; each ends when ctx does.
