@@ -24,6 +24,7 @@ import (
 
 type options struct {
 	sluice, nginx, haproxy string
+	sluiceArgs             string
 	peers, groups          string
 	duration               time.Duration
 	slow, idle             int
@@ -35,6 +36,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.sluice, "sluice", "bin/sluice", "sluice binary")
+	flag.StringVar(&o.sluiceArgs, "sluice-args", "", "more flags for Sluice, space-separated (e.g. \"--queue-timeout 30s\")")
 	flag.StringVar(&o.nginx, "nginx", "nginx", "nginx binary, a path or a name looked up on PATH and in the sbin directories (skipped when missing)")
 	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy binary, as --nginx (skipped when missing)")
 	flag.StringVar(&o.peers, "peers", "sluice,nginx,haproxy", "proxies to run, comma-separated: sluice, sluice-unbuffered, nginx, haproxy")
@@ -155,6 +157,7 @@ func startPeer(o options, peer, originAddr, dir string) (cmd *exec.Cmd, listen, 
 		}
 		argv = []string{o.sluice, "--listen", listen, "--backend", "http://" + originAddr, "--access-log=false",
 			"--buffer-temp-dir", pdir, "--admin", admin}
+		argv = append(argv, strings.Fields(o.sluiceArgs)...)
 		if peer == "sluice-unbuffered" {
 			// The control: as before buffering.
 			argv = append(argv, "--response-buffering=false", "--request-buffering=false")
