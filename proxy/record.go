@@ -55,6 +55,11 @@ func (x *exchange) settle(clientErr error, now time.Time) (scheduler.Outcome, er
 	default:
 		o = scheduler.Success
 	}
+	if o == scheduler.Success {
+		// Only answers teach a backend's latency to the hedges: one
+		// failing fast is not fast (latency.go).
+		x.up.lat.record(x.latency)
+	}
 	x.done(o, now)
 	if o != scheduler.Ignore {
 		x.attempts = append(x.attempts, attemptResult{up: x.up, failed: o == scheduler.Failure, latency: x.latency})
