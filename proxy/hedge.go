@@ -118,11 +118,13 @@ func newHedgePolicy(c *HedgeConfig) *hedgePolicy {
 }
 
 // delay is how long the primary on a backend with latencies q may take
-// before a hedge; false when q has too few samples to say.
+// before a hedge. A backend with too few samples to say (new, or hardly
+// ever chosen) is waited on for maxDelay, or not hedged when there is
+// none: a guess lower than that would hedge what may be its normal pace.
 func (p *hedgePolicy) delay(q *latencyQuantiles) (time.Duration, bool) {
 	d, ok := q.quantile(p.percentile)
 	if !ok {
-		return 0, false
+		return p.maxDelay, p.maxDelay > 0
 	}
 	d = max(d, p.minDelay)
 	if p.maxDelay > 0 {
