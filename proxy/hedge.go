@@ -69,7 +69,7 @@ type hedge struct {
 	sreq   scheduler.Request
 	excl   [1]*scheduler.Backend // sreq.Exclude: the primary's backend
 	isHead bool
-	armed  time.Time
+	delay  time.Duration // the wait the timer was armed with
 
 	// Written by the hedge's goroutine while state is hedgeSent; read by
 	// the exchange once state has left it (hedgeWon), under mu.
@@ -117,12 +117,18 @@ func newHedgePolicy(c *HedgeConfig) *hedgePolicy {
 	return p
 }
 
-// delay is how long the primary on a backend with latencies q may take
-// before a hedge. A backend with too few samples to say (new, or hardly
-// ever chosen) is waited on for maxDelay, or not hedged when there is
-// none: a guess lower than that would hedge what may be its normal pace.
-func (p *hedgePolicy) delay(q *latencyQuantiles) (time.Duration, bool) {
+// delay is how long the primary on a backend with latencies q, of a
+// service with latencies all, may take before a hedge. A backend with too
+// few samples to say (new, or hardly ever chosen: the scheduler sends a
+// backend that was slow only what the others cannot take, and now and
+// then one request to see whether it still is) is judged by its
+// service's; with too few of those too, it is waited on for maxDelay, or
+// not hedged when there is none.
+func (p *hedgePolicy) delay(q, all *latencyQuantiles) (time.Duration, bool) {
 	d, ok := q.quantile(p.percentile)
+	if !ok {
+		d, ok = all.quantile(p.percentile)
+	}
 	if !ok {
 		return p.maxDelay, p.maxDelay > 0
 	}
@@ -238,7 +244,7 @@ func (x *exchange) hedgeable() bool {
 func (x *exchange) armHedge() {
 	pol := x.route.hedge
 	pol.budget.deposit(pol.deposit)
-	d, ok := pol.delay(&x.up.lat)
+	d, ok := pol.delay(&x.up.lat, &x.svc.lat)
 	if !ok {
 		return
 	}
@@ -249,7 +255,7 @@ func (x *exchange) armHedge() {
 	h.excl[0] = x.ticket.Backend
 	h.sreq.Exclude = h.excl[:]
 	h.state, h.refs, h.primary = hedgeArmed, 2, nil
-	h.armed = time.Now()
+	h.delay = d
 	x.s.hedgeTimers.Add(1)
 	x.hg = h
 	h.timer.Reset(d)
@@ -460,8 +466,11 @@ func (x *exchange) resolveHedge(kind failKind) (failKind, bool) {
 		h.backend.FinishRequest(false)
 		return kind, true
 	}
-	// The hedge won: the primary ends as Ignore, its wait recorded as a
-	// lower bound of its latency unless it failed on its own.
+	// The hedge won: the primary ends as Ignore, recorded as a sample
+	// censored at the hedge's delay unless it failed on its own. The
+	// delay, not the time it was cut off: that includes the hedge's own
+	// latency, and a backend whose slow share sits at the percentile would
+	// see its delay grow by a hedge's latency with every generation.
 	if kind == failNone {
 		_ = x.resp.CloseBodyStream()
 		x.unwatch()
@@ -469,7 +478,7 @@ func (x *exchange) resolveHedge(kind failKind) (failKind, bool) {
 		x.conn = nil
 	}
 	if kind == failHedged || kind == failNone && primaryOK {
-		x.up.lat.record(time.Since(h.armed))
+		x.recordLatency(h.delay)
 	}
 	x.done(scheduler.Ignore, time.Now())
 	x.ticket, x.up, x.backend = h.ticket, h.up, h.backend

@@ -20,10 +20,11 @@ import (
 // What is recorded is chosen against the signals that lie: only
 // successful responses (a backend failing in a millisecond is not fast);
 // and a request abandoned for a hedge that answered first is recorded at
-// the time it had been waiting (a censored sample, a lower bound of its
-// true latency), not left out: leaving out exactly the slow requests the
-// hedges rescue would shrink the tail each hedge is measured against, so
-// hedges would fire ever earlier.
+// the hedge's delay (a censored sample: a lower bound of its true
+// latency, and above every sample the percentile counts below it), not
+// left out: leaving out exactly the slow requests the hedges rescue would
+// shrink the tail each hedge is measured against, so hedges would fire
+// ever earlier.
 type latencyQuantiles struct {
 	gen atomic.Uint32    // the generation being filled: 0 or 1
 	n   [2]atomic.Uint32 // samples per generation

@@ -38,8 +38,11 @@ type service struct {
 	feed  standbyFeed      // what the standby decisions are fed (standby.go)
 	// retries bounds the requests sent to a second backend.
 	retries *retryBudget
-	// hedges counts the service's hedges (hedge.go).
+	// hedges counts the service's hedges (hedge.go); lat is the latency
+	// of all its backends together, for a backend with too few samples of
+	// its own.
 	hedges hedgeCounters
+	lat    latencyQuantiles
 
 	// Protected by Server.reloadMu.
 	upstreams map[string]*upstream // by backend ID: the backends and the active standbys

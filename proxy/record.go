@@ -58,7 +58,7 @@ func (x *exchange) settle(clientErr error, now time.Time) (scheduler.Outcome, er
 	if o == scheduler.Success {
 		// Only answers teach a backend's latency to the hedges: one
 		// failing fast is not fast (latency.go).
-		x.up.lat.record(x.latency)
+		x.recordLatency(x.latency)
 	}
 	x.done(o, now)
 	if o != scheduler.Ignore {
@@ -86,4 +86,11 @@ func (x *exchange) fail(err error) {
 	x.status, x.shed, x.scratch = writeError(x.ctx, err, sched, x.reqID, now, x.scratch)
 	x.record(now, scheduler.Ignore, err)
 	x.s.releaseExchange(x)
+}
+
+// recordLatency adds a sample to the backend's latency and its service's,
+// which hedges wait on (hedge.go, latency.go).
+func (x *exchange) recordLatency(d time.Duration) {
+	x.up.lat.record(d)
+	x.svc.lat.record(d)
 }

@@ -19,11 +19,12 @@ import (
 //
 // Sluice's backend selection sends a backend whose recent latency is
 // high only what the others cannot take, so at this load the stalling
-// origin gets few requests whether or not hedges are sent, and its stalls
-// may never reach the p99 without hedging. The same pair of runs is
-// therefore made with all three origins stalling 5% each (independent
-// draws), where no choice of backend avoids the stalls and only a second
-// request can.
+// origin gets a small share of the requests, and its stalls may never
+// reach the p99 without hedging. The same pair of runs is therefore also
+// made with the stalls the first setup would make if the three shared
+// the load evenly, 5%/3 of all requests, spread over all three origins
+// (each stalling 1.7% of its requests, independent draws): no choice of
+// backend avoids them, and only a second request can.
 
 const (
 	hedgeRate      = 300.0 // req/s, about 2% of the three origins' capacity
@@ -46,18 +47,19 @@ type hedgeSetup struct {
 func (e *env) hedge(ctx context.Context, s *Summary) error {
 	fast := origin.Default()
 	fast.Workers, fast.Service = 32, 5*time.Millisecond
-	stalling := func(c origin.Config, seed uint64) origin.Config {
-		c.Seed, c.StallRate, c.StallFor = seed, hedgeStallRate, hedgeStallFor
+	stalling := func(c origin.Config, seed uint64, rate float64) origin.Config {
+		c.Seed, c.StallRate, c.StallFor = seed, rate, hedgeStallFor
 		return c
 	}
+	each := hedgeStallRate / 3
 	fast2, fast3 := fast, fast
 	fast2.Seed, fast3.Seed = 2, 3
 	setups := []hedgeSetup{
-		{"one stalling", []origin.Config{fast, fast2, stalling(fast, 3)}},
-		{"all stalling", []origin.Config{stalling(fast, 1), stalling(fast, 2), stalling(fast, 3)}},
+		{"one stalling", []origin.Config{fast, fast2, stalling(fast, 3, hedgeStallRate)}},
+		{"all stalling", []origin.Config{stalling(fast, 1, each), stalling(fast, 2, each), stalling(fast, 3, each)}},
 	}
-	fmt.Fprintf(e.out, "\n-- hedge: 3 origins × %s = %.0f req/s, one (then each) stalling %.0f%% of its requests by %s; offered %.0f req/s\n",
-		originLabel(fast), poolCapacity(setups[0].origins), 100*hedgeStallRate, hedgeStallFor, hedgeRate)
+	fmt.Fprintf(e.out, "\n-- hedge: 3 origins × %s = %.0f req/s, one stalling %.0f%% of its requests by %s, then all three %.1f%% each; offered %.0f req/s\n",
+		originLabel(fast), poolCapacity(setups[0].origins), 100*hedgeStallRate, hedgeStallFor, 100*each, hedgeRate)
 	var results []Result
 	for _, su := range setups {
 		for _, run := range []struct {
