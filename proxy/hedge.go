@@ -312,8 +312,8 @@ func (h *hedge) fire() {
 	}
 	h.state, h.ticket = hedgeSent, t
 	h.up = upstreamOf(t)
-	h.mu.Unlock()
 	h.svc.hedges.sent.Add(1)
+	h.mu.Unlock()
 
 	kind := h.send(now)
 	h.mu.Lock()
@@ -322,6 +322,9 @@ func (h *hedge) fire() {
 	conn := h.conn
 	h.conn = nil
 	if won {
+		// Counted before the exchange can see it won and answer, so that
+		// a client that has its answer finds it counted.
+		h.svc.hedges.won.Add(1)
 		h.state = hedgeWon
 		// Wakes the handler waiting for the primary's headers; after its
 		// wait, hedgePrimary(nil), the primary's connection is no longer
@@ -335,7 +338,6 @@ func (h *hedge) fire() {
 	}
 	h.mu.Unlock()
 	if won {
-		h.svc.hedges.won.Add(1)
 		h.ready <- struct{}{}
 		return
 	}
