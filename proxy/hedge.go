@@ -352,7 +352,8 @@ func (h *hedge) fire() {
 	if !lost && kind != failNotSent {
 		o = scheduler.Failure // the second backend failed on its own
 	}
-	h.svc.sched.Done(h.ticket, o, h.latency, time.Now())
+	end := time.Now()
+	h.svc.sched.Done(h.ticket, o, end.Sub(now), end)
 	h.backend.FinishRequest(o == scheduler.Failure)
 	if !lost {
 		h.ready <- struct{}{}
@@ -479,8 +480,11 @@ func (x *exchange) resolveHedge(kind failKind) (failKind, bool) {
 		x.backend.Release(x.conn, false)
 		x.conn = nil
 	}
-	if kind == failHedged || kind == failNone && primaryOK {
+	switch {
+	case kind == failHedged:
 		x.recordLatency(h.delay)
+	case kind == failNone && primaryOK:
+		x.recordLatency(x.latency) // it did answer, a moment too late
 	}
 	x.done(scheduler.Ignore, time.Now())
 	x.ticket, x.up, x.backend = h.ticket, h.up, h.backend
