@@ -93,8 +93,8 @@ same open-loop load, and prints them side by side with Sluice's floors:
             Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll,
             qos-standby
   hedge     Sluice without and with --hedge in front of three origins, one
-            (then each) stalling 5% of its requests by 1 s, at 300 req/s:
-            p99 and origin requests per request (about 30 s)
+            stalling 5% of its requests by 1 s (then each 1.7%), at 300
+            req/s: p99 and origin requests per request (about 30 s)
   all       overload, sweep, priority, fairness and qos (about 14 minutes;
             --quick about 4)
 A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails
