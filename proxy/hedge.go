@@ -79,7 +79,9 @@ type hedge struct {
 	backend *pool.Backend
 	latency time.Duration
 
-	// Protected by mu.
+	// Protected by mu. Lock order: mu, then the scheduler's (fire admits
+	// under mu, so that the exchange sees a hedge either not sent or
+	// holding its ticket).
 	mu      sync.Mutex
 	state   hedgeState
 	primary net.Conn   // the primary's backend connection while it waits
@@ -239,8 +241,10 @@ func (x *exchange) hedgeable() bool {
 }
 
 // armHedge prepares a hedge for the primary attempt about to start on
-// x.up and arms its timer. It does nothing when the route's budget
-// cannot pay for one or the backend's latency is not known yet.
+// x.up and arms its timer; the request earns its share of the route's
+// budget either way. It arms nothing when there is no delay to wait
+// (policy.delay). The hedge is unshared until the timer runs, so it is
+// filled in without its lock.
 func (x *exchange) armHedge() {
 	pol := x.route.hedge
 	pol.budget.deposit(pol.deposit)
