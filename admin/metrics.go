@@ -265,6 +265,9 @@ var (
 		"Standby backends configured, by service.", []string{"service"}, nil)
 	descReloads = prometheus.NewDesc("sluice_reloads_total",
 		"Configuration reloads (SIGHUP or the admin API), by result (ok, failed).", []string{"result"}, nil)
+	descHedges = prometheus.NewDesc("sluice_hedges_total",
+		"Hedged requests by what happened: sent (to a second backend), won (answered first), budget-denied (the route's budget was spent), no-capacity (no other backend had room at once).",
+		[]string{"service", "result"}, nil)
 	descCacheRequests = prometheus.NewDesc("sluice_cache_requests_total",
 		"Requests on cached routes by what the cache did: hit, miss, stale (served stale), revalidated (a 304 confirmed the stored copy).",
 		[]string{"service", "result"}, nil)
@@ -333,6 +336,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(descRefusals, float64(r.n), s.Name, r.reason)
 		}
 		gauge(descStandbyConfigured, float64(len(s.Standby)), s.Name)
+		counter(descHedges, float64(s.Hedge.Sent), s.Name, "sent")
+		counter(descHedges, float64(s.Hedge.Won), s.Name, "won")
+		counter(descHedges, float64(s.Hedge.BudgetDenied), s.Name, "budget-denied")
+		counter(descHedges, float64(s.Hedge.NoCapacity), s.Name, "no-capacity")
 		if c := s.Cache; c != nil {
 			counter(descCacheRequests, float64(c.Hits), s.Name, "hit")
 			counter(descCacheRequests, float64(c.Misses), s.Name, "miss")

@@ -38,6 +38,9 @@ type Config struct {
 	// Cache is the default cache for services that set none; off unless
 	// enabled.
 	Cache cache.Config `yaml:"cache"`
+	// Hedge is the hedging policy of routes that set none; off unless
+	// enabled.
+	Hedge HedgeConfig `yaml:"hedge"`
 	// ShutdownGrace bounds how long in-flight requests may finish after
 	// SIGTERM. Default 15s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -82,6 +85,33 @@ type RouteConfig struct {
 	// bodies are read whole before the request is admitted. "" follows
 	// buffering.requests.
 	RequestBuffering string `yaml:"request_buffering"`
+	// Hedge is this route's hedging policy; nil: the top-level hedge.
+	// A route's block stands whole: its enabled says, and its zero
+	// fields take the defaults.
+	Hedge *HedgeConfig `yaml:"hedge"`
+}
+
+// HedgeConfig sends an idempotent request that its backend has not
+// answered in time to a second backend as well; the first response wins
+// and the other request is cancelled (hedge.go). Zero means the default.
+type HedgeConfig struct {
+	// Enabled turns hedging on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Percentile of the chosen backend's recent latency (time to response
+	// headers, successful responses only) after which the hedge is sent,
+	// in (0, 100). Default 95.
+	Percentile float64 `yaml:"percentile"`
+	// Budget is the most hedges as a fraction of the route's eligible
+	// requests, in (0, 1]: each such request earns Budget of a hedge and a
+	// hedge spends one, so 0.05 adds at most 5% to the origins' load.
+	// Default 0.05.
+	Budget float64 `yaml:"budget"`
+	// MinDelay is the shortest wait before a hedge, whatever the
+	// percentile says, so that a fast backend's noise never hedges.
+	// Default 5ms.
+	MinDelay time.Duration `yaml:"min_delay"`
+	// MaxDelay caps the wait before a hedge; 0 (the default): no cap.
+	MaxDelay time.Duration `yaml:"max_delay"`
 }
 
 // BufferingConfig says how much of a response Sluice may hold for a client

@@ -64,6 +64,24 @@
 // and outlives the exchange, which finish may recycle before forward
 // returns. Routes without a cache pay three nil checks.
 //
+// # Hedged requests
+//
+// On a route with a hedge policy (hedge.go), a GET, HEAD or OPTIONS
+// request without a body arms a timer when it is sent to its backend,
+// for a percentile of that backend's recent latency (latency.go: a
+// histogram per backend, of successful responses, with primaries cut off
+// by their hedge counted as censored samples). If the timer fires first,
+// the hedge asks the scheduler for another backend with TryAdmit (never
+// queued, none while anything waits) and the route's budget for a token,
+// and sends the same request there on the timer's goroutine. One state
+// under the hedge's lock decides the race: the first response headers
+// win and the loser's backend connection is closed (its ticket ends
+// Ignore); a winning hedge's ticket, connection and response move into
+// the exchange, which relays and settles them as its own. A primary that
+// fails while its hedge is in flight waits for the hedge, which counts as
+// the one retry. An armed hedge that never fires allocates nothing (a
+// pooled hedge with its own timer; TestHedgeArmedZeroAlloc).
+//
 // # Live configuration
 //
 // What a reload may change (routes, classification, limits, timeouts, the

@@ -41,7 +41,9 @@ type exchange struct {
 	backend *pool.Backend // its pool, as loaded for this attempt
 	conn    *pool.Conn
 	req     fasthttp.Request
-	resp    fasthttp.Response
+	// resp is the backend response; a pointer so that a hedge that
+	// answers first can hand its own over (hedge.go).
+	resp    *fasthttp.Response
 	interim fasthttp.ResponseHeader // a 1xx being relayed (interim.go)
 	sreq    scheduler.Request
 	ticket  scheduler.Ticket
@@ -117,6 +119,11 @@ type exchange struct {
 	status    int
 	shed      string
 
+	// hg is the hedge armed for the primary attempt, until the race is
+	// resolved (hedge.go); hedgeLog is the access log's word on it.
+	hg       *hedge
+	hedgeLog string
+
 	// cache: the cache stage's view of a request that went to the origin
 	// on a cached route (cache.go); nil on every other request.
 	cache *cacheFlow
@@ -134,7 +141,7 @@ type exchange struct {
 }
 
 func newExchange(s *Server) *exchange {
-	x := &exchange{s: s, wait: newWaitCtx()}
+	x := &exchange{s: s, wait: newWaitCtx(), resp: &fasthttp.Response{}}
 	x.reqBody.x = x
 	x.respBody.x = x
 	x.untilClose = x.relayUntilClose
@@ -186,6 +193,7 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.latency = 0
 	x.status = 0
 	x.shed = ""
+	x.hedgeLog = HedgeNone
 	x.reqID = x.reqID[:0]
 	x.ip = x.ip[:0]
 	x.method = x.method[:0]

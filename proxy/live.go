@@ -38,6 +38,11 @@ type service struct {
 	feed  standbyFeed      // what the standby decisions are fed (standby.go)
 	// retries bounds the requests sent to a second backend.
 	retries *retryBudget
+	// hedges counts the service's hedges (hedge.go); lat is the latency
+	// of all its backends together, for a backend with too few samples of
+	// its own.
+	hedges hedgeCounters
+	lat    latencyQuantiles
 
 	// Protected by Server.reloadMu.
 	upstreams map[string]*upstream // by backend ID: the backends and the active standbys
@@ -66,6 +71,10 @@ type upstream struct {
 	mode   BackendMode // an operator's drain or disable (runtime.go)
 
 	probing atomic.Bool // a liveness probe is running (liveness.go)
+
+	// lat is the backend's recent latency, which hedges wait on
+	// (latency.go); it outlives reloads with the upstream.
+	lat latencyQuantiles
 }
 
 func upstreamOf(t scheduler.Ticket) *upstream { return t.Backend.Tag().(*upstream) }
@@ -184,12 +193,14 @@ func (s *Server) applyLocked(cfg Config, now time.Time) error {
 	for _, rc := range cfg.Routes {
 		r := newRoute(rc, keep[rc.Service], hostRewriteOf(cfg, rc.Service), cfg.Buffering)
 		r.cache = caches.forRoute(rc)
+		r.hedge = newHedgePolicy(hedgeOf(cfg, rc))
 		rt.routes = append(rt.routes, r)
 	}
 	if len(rt.routes) == 0 {
 		first := cfg.Services[0].Name
 		fb := newRoute(RouteConfig{Service: first}, keep[first], hostRewriteOf(cfg, first), cfg.Buffering)
 		fb.cache = caches.forRoute(RouteConfig{Service: first})
+		fb.hedge = newHedgePolicy(&cfg.Hedge)
 		rt.fallback = &fb
 	}
 	s.rt.Store(rt)

@@ -23,6 +23,9 @@ type Record struct {
 	Class   scheduler.Class
 	Status  int    // sent to the client
 	Shed    string // the X-Sluice-Shed reason of a refusal; "" otherwise
+	// Hedge is HedgeWon when a hedge answered (Backend is the hedge's),
+	// HedgeSent when one was sent and the first backend won, "" else.
+	Hedge string
 	// Outcome is what the scheduler was told: Success and Failure are
 	// the backend's doing; Ignore when no backend answered or the client
 	// went away.
@@ -79,7 +82,7 @@ func (s *Server) report(r *Record) {
 func (x *exchange) record(now time.Time, o scheduler.Outcome, err error) {
 	r := &x.rec
 	*r = Record{
-		Class: x.sreq.Class, Status: x.status, Shed: x.shed, Outcome: o, Err: err,
+		Class: x.sreq.Class, Status: x.status, Shed: x.shed, Hedge: x.hedgeLog, Outcome: o, Err: err,
 		Method: x.method, Path: x.path, RequestID: x.reqID,
 		BytesIn: x.bodyIn, BytesOut: x.bytesOut(),
 		Arrival: x.arrival, BackendLatency: x.latency, Total: now.Sub(x.arrival),
@@ -143,6 +146,9 @@ func (a *accessLog) Observe(r *Record) {
 	}
 	if r.Err != nil {
 		e = e.Str("error", r.Err.Error())
+	}
+	if r.Hedge != "" {
+		e = e.Str("hedge", r.Hedge)
 	}
 	e.Bytes("method", r.Method).
 		Bytes("path", r.Path).

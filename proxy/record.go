@@ -55,6 +55,11 @@ func (x *exchange) settle(clientErr error, now time.Time) (scheduler.Outcome, er
 	default:
 		o = scheduler.Success
 	}
+	if o == scheduler.Success {
+		// Only answers teach a backend's latency to the hedges: one
+		// failing fast is not fast (latency.go).
+		x.recordLatency(x.latency)
+	}
 	x.done(o, now)
 	if o != scheduler.Ignore {
 		x.attempts = append(x.attempts, attemptResult{up: x.up, failed: o == scheduler.Failure, latency: x.latency})
@@ -81,4 +86,11 @@ func (x *exchange) fail(err error) {
 	x.status, x.shed, x.scratch = writeError(x.ctx, err, sched, x.reqID, now, x.scratch)
 	x.record(now, scheduler.Ignore, err)
 	x.s.releaseExchange(x)
+}
+
+// recordLatency adds a sample to the backend's latency and its service's,
+// which hedges wait on (hedge.go, latency.go).
+func (x *exchange) recordLatency(d time.Duration) {
+	x.up.lat.record(d)
+	x.svc.lat.record(d)
 }

@@ -32,9 +32,20 @@ type route struct {
 	// default's (buffer.go).
 	bufferResponses bool
 	bufferRequests  bool
+	// hedge is the route's hedging policy and budget (hedge.go); nil: no
+	// hedges.
+	hedge *hedgePolicy
 }
 
 type headerMatch struct{ key, value []byte }
+
+// hedgeOf is the hedging policy of rc: its own block, else the top-level one.
+func hedgeOf(cfg Config, rc RouteConfig) *HedgeConfig {
+	if rc.Hedge != nil {
+		return rc.Hedge
+	}
+	return &cfg.Hedge
+}
 
 // onOff is a route's "on" or "off", or the default when it says neither.
 func onOff(v string, def *bool) bool {

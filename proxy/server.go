@@ -33,7 +33,11 @@ type Server struct {
 	fs        *fasthttp.Server
 
 	exchanges sync.Pool
-	watch     queueWatch // queued requests' clients, for hang-ups
+	hedgePool sync.Pool // *hedge (hedge.go)
+	// hedgeTimers counts the hedges whose timer or goroutine may still
+	// run, which Shutdown waits for before the pools close.
+	hedgeTimers atomic.Int64
+	watch       queueWatch // queued requests' clients, for hang-ups
 	// relays counts responses streamed on hijacked connections (relay.go),
 	// which fasthttp's Shutdown no longer waits for.
 	relays relaySet
@@ -93,6 +97,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		live:      newLivenessProber(),
 	}
 	s.exchanges.New = func() any { return newExchange(s) }
+	s.hedgePool.New = func() any { return newHedge(s) }
 	if err := s.tls.init(cfg); err != nil {
 		return nil, err
 	}
@@ -192,6 +197,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.fs.ShutdownWithContext(ctx)
 	s.relays.wait(ctx)
 	s.tunnels.wait(ctx)
+	s.waitHedges(ctx)
 	// Pools close after the front end: in-flight requests still use them.
 	// Any connection still in use when ctx ended is closed on release.
 	close(s.tickStop)
@@ -205,6 +211,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.alog.Close()
 	}
 	return err
+}
+
+// waitHedges waits for the hedges still running, each bounded by its
+// backend's response header timeout, or until ctx ends. A poll: they are
+// rare at shutdown, and a WaitGroup's Add may not race its Wait.
+func (s *Server) waitHedges(ctx context.Context) {
+	for s.hedgeTimers.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // fasthttpLogger routes fasthttp's own messages (broken client

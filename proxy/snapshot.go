@@ -21,6 +21,8 @@ type ServiceSnapshot struct {
 	Standby  []string // the configured standbys, in the order they are used
 	// Cache is the service's cache; nil when no route caches for it.
 	Cache *cache.Stats
+	// Hedge is the service's hedging so far (every route's).
+	Hedge HedgeStats
 }
 
 // BackendSnapshot is one backend of a service: configured, an active
@@ -60,6 +62,7 @@ func (svc *service) snapshotLocked(sc ServiceConfig) ServiceSnapshot {
 	active := svc.mon.StandbyActive()
 	ss := ServiceSnapshot{Name: svc.name, Queue: st, Standby: slices.Clone(sc.Standby)}
 	ss.Queue.Backends = nil
+	ss.Hedge = svc.hedges.stats()
 	if svc.cache != nil {
 		cs := svc.cache.Stats()
 		ss.Cache = &cs

@@ -46,6 +46,9 @@ const (
 	// failClientGone: the client went away while its request was at the
 	// backend.
 	failClientGone
+	// failHedged: the request's hedge answered first; this attempt was
+	// cut off (hedge.go).
+	failHedged
 )
 
 // forward admits the request, sends it to the chosen backend and sets up
@@ -68,7 +71,16 @@ func (x *exchange) forward() error {
 		b := x.up.pool.Load()
 		x.backend = b
 		x.fault = false
+		if x.hg == nil && !retried && len(x.sreq.Exclude) == 0 && x.hedgeable() {
+			x.armHedge() // hedge.go
+		}
 		kind := x.attempt(b)
+		if x.hg != nil {
+			var sent bool
+			kind, sent = x.resolveHedge(kind)
+			// A hedge is the one second send: no retry follows it.
+			retried = retried || sent
+		}
 		if kind == failNone && x.switching {
 			return x.respondSwitching() // a 101: a tunnel (upgrade.go)
 		}
@@ -173,6 +185,12 @@ func (x *exchange) attempt(b *pool.Backend) failKind {
 		if kind == failNone {
 			return failNone
 		}
+		if kind == failHedged {
+			// The hedge answered first: nothing more for this backend.
+			b.Release(conn, false)
+			x.conn = nil
+			return kind
+		}
 		// Safe to re-send: nothing of the client's body was consumed
 		// from the wire (bodies we still hold may go again), and either
 		// the method is idempotent or not one byte reached the socket.
@@ -201,8 +219,16 @@ func (x *exchange) attempt(b *pool.Backend) failKind {
 // closed under the exchange's feet and the attempt ends as failClientGone.
 // On success the watch goes on until the response is over (finish).
 func (x *exchange) exchangeOn(conn *pool.Conn) failKind {
+	if x.hg != nil && !x.hedgePrimary(conn.NetConn()) {
+		return failHedged
+	}
 	x.watchBackend(conn)
 	kind := x.exchangeOnWatched(conn)
+	if x.hg != nil && x.hedgePrimaryDone() && kind != failNone {
+		// The hedge won and closed this connection under the attempt.
+		x.unwatch()
+		return failHedged
+	}
 	if kind != failNone && x.unwatch() {
 		return failClientGone
 	}

@@ -38,6 +38,9 @@ const (
 	DefaultBufferFile      = 1 << 30
 	DefaultBufferMemoryMax = 64 << 20
 	DefaultBufferDiskMax   = 8 << 30
+	DefaultHedgePercentile = 95
+	DefaultHedgeBudget     = 0.05
+	DefaultHedgeMinDelay   = 5 * time.Millisecond
 )
 
 // WithDefaults returns c with every zero field set to its default. A
@@ -100,6 +103,21 @@ func (c Config) WithDefaults() Config {
 	c.Pool = c.Pool.WithDefaults()
 	c.Monitor = c.Monitor.WithDefaults()
 	c.Cache = c.Cache.WithDefaults()
+	c.Hedge = c.Hedge.withDefaults()
+	// Routes are copied as services are below: each gets the top-level
+	// hedge unless it has its own, which gets its own defaults.
+	if c.Routes != nil {
+		routes := make([]RouteConfig, len(c.Routes))
+		copy(routes, c.Routes)
+		for i := range routes {
+			h := c.Hedge
+			if routes[i].Hedge != nil {
+				h = routes[i].Hedge.withDefaults()
+			}
+			routes[i].Hedge = &h
+		}
+		c.Routes = routes
+	}
 	// Services are copied so that filling in their defaults does not write
 	// through to the caller's slice.
 	svcs := make([]ServiceConfig, len(c.Services))
@@ -123,6 +141,35 @@ func (c Config) WithDefaults() Config {
 	}
 	c.Services = svcs
 	return c
+}
+
+func (h HedgeConfig) withDefaults() HedgeConfig {
+	if h.Percentile == 0 {
+		h.Percentile = DefaultHedgePercentile
+	}
+	if h.Budget == 0 {
+		h.Budget = DefaultHedgeBudget
+	}
+	setDur(&h.MinDelay, DefaultHedgeMinDelay)
+	return h
+}
+
+// validate checks h, its keys named under prefix ("hedge",
+// "routes[2].hedge").
+func (h HedgeConfig) validate(prefix string) error {
+	switch {
+	case !(h.Percentile >= 0 && h.Percentile < 100): // 0: the default
+		return fmt.Errorf("%s.percentile: want a percentile in (0, 100), got %v", prefix, h.Percentile)
+	case !(h.Budget >= 0 && h.Budget <= 1):
+		return fmt.Errorf("%s.budget: want a fraction in (0, 1], got %v", prefix, h.Budget)
+	case h.MinDelay < 0:
+		return fmt.Errorf("%s.min_delay: must be >= 0, got %s", prefix, h.MinDelay)
+	case h.MaxDelay < 0:
+		return fmt.Errorf("%s.max_delay: must be >= 0, got %s", prefix, h.MaxDelay)
+	case h.MaxDelay > 0 && h.MaxDelay < h.MinDelay:
+		return fmt.Errorf("%s.max_delay: %s is below min_delay %s", prefix, h.MaxDelay, h.MinDelay)
+	}
+	return nil
 }
 
 func setDur(d *time.Duration, def time.Duration) {
@@ -253,6 +300,11 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("routes[%d].request_buffering: %q is not on|off", i, r.RequestBuffering)
 		}
+		if r.Hedge != nil {
+			if err := r.Hedge.validate(fmt.Sprintf("routes[%d].hedge", i)); err != nil {
+				return err
+			}
+		}
 	}
 	t := c.Timeouts
 	for _, d := range []struct {
@@ -284,6 +336,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log.access_log_sample: want a fraction in (0, 1], got %v", c.Log.AccessLogSample)
 	case c.Log.AccessLogBuffer < 0:
 		return fmt.Errorf("log.access_log_buffer: must be >= 0, got %d", c.Log.AccessLogBuffer)
+	}
+	if err := c.Hedge.validate("hedge"); err != nil {
+		return err
 	}
 	b := c.Buffering
 	switch {

@@ -40,6 +40,11 @@ type Config struct {
 	HangRate     float64 // never answer (until HangFor, or shutdown); uses no worker
 	ResetRate    float64 // reset the connection (TCP RST) after the work, no response
 	SlowBodyRate float64 // answer 200 but trickle the body over SlowBodyFor
+	// StallRate holds a request for StallFor, using no worker, before it
+	// is served as any other: a backend that now and then stalls (a GC
+	// pause, a lock, a cold cache) and then answers. A client that leaves
+	// meanwhile ends the stall and the request.
+	StallRate float64
 	// ErrorFast answers an injected 500 at once, without doing the work: a
 	// backend that fails fast (a dependency down, a bad deploy). To
 	// anything that reads only latency it is the fastest backend of all,
@@ -50,6 +55,8 @@ type Config struct {
 	HangFor time.Duration
 	// SlowBodyFor is how long a slow body takes to arrive. Default 1s.
 	SlowBodyFor time.Duration
+	// StallFor is how long a stall lasts. Default 1s.
+	StallFor time.Duration
 
 	// BodySize is the size of the 200 response body in bytes. Default 64.
 	BodySize int
@@ -61,7 +68,7 @@ type Config struct {
 // (The demo uses 8 × 40 ms, the same capacity; see scenario.DemoOrigin.)
 func Default() Config {
 	return Config{Workers: 4, Service: 20 * time.Millisecond, Dist: "constant", Thrash: 0.5,
-		SlowBodyFor: time.Second, BodySize: 64, Seed: 1}
+		SlowBodyFor: time.Second, StallFor: time.Second, BodySize: 64, Seed: 1}
 }
 
 // WithDefaults fills zero fields (other than Workers, Knee and the rates,
@@ -79,6 +86,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SlowBodyFor == 0 {
 		c.SlowBodyFor = d.SlowBodyFor
+	}
+	if c.StallFor == 0 {
+		c.StallFor = d.StallFor
 	}
 	if c.BodySize == 0 {
 		c.BodySize = d.BodySize
@@ -111,19 +121,22 @@ func (c Config) Validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"ErrorRate", c.ErrorRate}, {"HangRate", c.HangRate}, {"ResetRate", c.ResetRate}, {"SlowBodyRate", c.SlowBodyRate}} {
+	}{{"ErrorRate", c.ErrorRate}, {"HangRate", c.HangRate}, {"ResetRate", c.ResetRate}, {"SlowBodyRate", c.SlowBodyRate}, {"StallRate", c.StallRate}} {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("origin: %s must be in [0,1], got %g", r.name, r.v)
 		}
 	}
-	if sum := c.ErrorRate + c.HangRate + c.ResetRate + c.SlowBodyRate; sum > 1+1e-9 {
-		return fmt.Errorf("origin: ErrorRate+HangRate+ResetRate+SlowBodyRate must be <= 1, got %g", sum)
+	if sum := c.ErrorRate + c.HangRate + c.ResetRate + c.SlowBodyRate + c.StallRate; sum > 1+1e-9 {
+		return fmt.Errorf("origin: ErrorRate+HangRate+ResetRate+SlowBodyRate+StallRate must be <= 1, got %g", sum)
 	}
 	if c.HangFor < 0 {
 		return fmt.Errorf("origin: HangFor must be >= 0, got %s", c.HangFor)
 	}
 	if c.SlowBodyFor <= 0 {
 		return fmt.Errorf("origin: SlowBodyFor must be > 0, got %s", c.SlowBodyFor)
+	}
+	if c.StallFor <= 0 {
+		return fmt.Errorf("origin: StallFor must be > 0, got %s", c.StallFor)
 	}
 	if c.BodySize < 0 || c.BodySize > 1<<20 {
 		return fmt.Errorf("origin: BodySize must be in [0, 1MiB], got %d", c.BodySize)
@@ -177,17 +190,18 @@ const (
 	faultHang
 	faultReset
 	faultSlowBody
+	faultStall
 )
 
 func (c Config) drawFault(r *rand.Rand) fault {
-	if c.ErrorRate+c.HangRate+c.ResetRate+c.SlowBodyRate == 0 {
+	if c.ErrorRate+c.HangRate+c.ResetRate+c.SlowBodyRate+c.StallRate == 0 {
 		return faultNone
 	}
 	x := r.Float64()
 	for _, f := range []struct {
 		p float64
 		f fault
-	}{{c.ErrorRate, faultError}, {c.HangRate, faultHang}, {c.ResetRate, faultReset}, {c.SlowBodyRate, faultSlowBody}} {
+	}{{c.ErrorRate, faultError}, {c.HangRate, faultHang}, {c.ResetRate, faultReset}, {c.SlowBodyRate, faultSlowBody}, {c.StallRate, faultStall}} {
 		if x < f.p {
 			return f.f
 		}
@@ -199,7 +213,7 @@ func (c Config) drawFault(r *rand.Rand) fault {
 // Set applies one "key=value" setting, with the flag names used on the
 // command line and the admin endpoint (workers, service, dist, knee,
 // thrash, error-rate, error-fast, hang-rate, reset-rate, slow-body-rate,
-// hang-for, slow-body-for). The result is not validated; call Validate.
+// stall-rate, hang-for, slow-body-for, stall-for). The result is not validated; call Validate.
 func (c *Config) Set(key, value string) error {
 	var err error
 	switch key {
@@ -227,6 +241,10 @@ func (c *Config) Set(key, value string) error {
 		c.HangFor, err = time.ParseDuration(value)
 	case "slow-body-for":
 		c.SlowBodyFor, err = time.ParseDuration(value)
+	case "stall-rate":
+		c.StallRate, err = strconv.ParseFloat(value, 64)
+	case "stall-for":
+		c.StallFor, err = time.ParseDuration(value)
 	default:
 		return fmt.Errorf("origin: unknown setting %q", key)
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -64,6 +65,9 @@ type Stats struct {
 	Holds     int64 `json:"holds"`      // requests held by ?hold=, in all
 	Resets    int64 `json:"resets"`     // injected connection resets
 	SlowBody  int64 `json:"slow_bodies"`
+	Stalls    int64 `json:"stalls"` // injected stalls
+	// StallsLeft are stalls whose client left before they ended.
+	StallsLeft int64 `json:"stalls_left"`
 	// MeanResidenceMs is the mean time completed requests spent in service.
 	MeanResidenceMs float64 `json:"mean_residence_ms"`
 	// The configuration in effect.
@@ -308,6 +312,14 @@ func (o *Origin) Handler(ctx *fasthttp.RequestCtx) {
 		o.hang(ctx, cfg.HangFor)
 		return
 	}
+	if f == faultStall {
+		o.st.Stalls++
+		o.mu.Unlock()
+		if !o.stall(ctx, cfg.StallFor) {
+			return
+		}
+		o.mu.Lock()
+	}
 	o.nextID++
 	j := &Job{ID: o.nextID, Work: cfg.sample(o.rng)}
 	ch := make(chan struct{})
@@ -420,6 +432,50 @@ func (o *Origin) hang(ctx *fasthttp.RequestCtx, d time.Duration) {
 	ctx.Hijack(func(net.Conn) {})
 }
 
+// stall holds the request for d without a worker; false when the origin
+// closes or the client leaves first (then nothing is answered). fasthttp
+// does not say when a client leaves, so the connection is peeked at
+// every few milliseconds, as a server that polls for cancellation would.
+func (o *Origin) stall(ctx *fasthttp.RequestCtx, d time.Duration) bool {
+	end := time.Now().Add(d)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(end) {
+		select {
+		case <-o.closed:
+			return false
+		case <-tick.C:
+		}
+		if peerGone(ctx.Conn()) {
+			o.count(&o.st.StallsLeft)
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(net.Conn) {})
+			return false
+		}
+	}
+	return true
+}
+
+// peerGone peeks at c: EOF or an error means the peer closed it.
+func peerGone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+		return true
+	})
+	return gone || err != nil
+}
+
 // reset closes the connection with SO_LINGER 0, so the client sees a TCP RST
 // instead of a response.
 func reset(ctx *fasthttp.RequestCtx) {
@@ -512,6 +568,7 @@ func configJSON(c Config) map[string]any {
 		"knee": c.Knee, "thrash": c.Thrash,
 		"error-rate": c.ErrorRate, "error-fast": c.ErrorFast, "hang-rate": c.HangRate, "reset-rate": c.ResetRate,
 		"slow-body-rate": c.SlowBodyRate, "hang-for": c.HangFor.String(),
-		"slow-body-for": c.SlowBodyFor.String(), "capacity_rps": c.Capacity(),
+		"slow-body-for": c.SlowBodyFor.String(), "stall-rate": c.StallRate, "stall-for": c.StallFor.String(),
+		"capacity_rps": c.Capacity(),
 	}
 }

@@ -3,12 +3,14 @@ package origin
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
@@ -347,4 +349,31 @@ func TestSwitchToFastErrorsAtRunTime(t *testing.T) {
 	if st := o.Stats(); st.Errors != 3 || st.Completed != 0 || st.Active != 0 {
 		t.Fatalf("stats %+v: want 3 errors and no work", st)
 	}
+}
+
+// TestStall: a stalled request is answered after StallFor; one whose
+// client leaves first ends there, and the origin counts it.
+func TestStall(t *testing.T) {
+	cfg := Default()
+	cfg.StallRate, cfg.StallFor = 1, 200*time.Millisecond
+	o, err := New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, o.Start("127.0.0.1:0"))
+	defer o.Close()
+
+	start := time.Now()
+	resp, err := http.Get(o.URL() + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+
+	c, err := net.Dial("tcp", o.Addr())
+	require.NoError(t, err)
+	_, err = c.Write([]byte("GET / HTTP/1.1\r\nHost: o\r\n\r\n"))
+	require.NoError(t, err)
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return o.Stats().StallsLeft == 1 }, time.Second, 5*time.Millisecond)
+	require.Equal(t, int64(2), o.Stats().Stalls)
 }

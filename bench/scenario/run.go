@@ -45,6 +45,12 @@ func ChildOrigin(bin string) OriginStarter {
 			"--workers", strconv.Itoa(cfg.Workers), "--service", cfg.Service.String(),
 			"--dist", cfg.Dist, "--knee", strconv.Itoa(cfg.Knee),
 			"--seed", strconv.FormatUint(cfg.Seed, 10)}
+		if cfg.StallRate > 0 {
+			// Faults are otherwise set on a running origin (its admin
+			// endpoint); a stall is part of this origin from the start.
+			argv = append(argv, "--stall-rate", strconv.FormatFloat(cfg.StallRate, 'g', -1, 64),
+				"--stall-for", cfg.StallFor.String())
+		}
 		p, err := startProc("origin", dir, argv)
 		if err != nil {
 			return "", nil, err
@@ -113,6 +119,8 @@ type durations struct {
 	// long polls. A fail run of 15 s sees Sluice's first ejection (10 s by
 	// default) end, and what follows.
 	qos, qosSlow, longHold, qosTimeout time.Duration
+	// hedge: each of its two runs.
+	hedge time.Duration
 	// qos-standby: the overload step, the low step after it, and
 	// Sluice's --standby-cool-down. The low step holds the cool-down
 	// several times over: the release comes a cool-down after the last
@@ -126,11 +134,13 @@ func (o Options) durations() durations {
 		return durations{unloaded: 2 * time.Second, overload: 3 * time.Second, priority: 4 * time.Second,
 			fairness: 4 * time.Second, demo: 5 * time.Second, timeout: 2 * time.Second,
 			qos: 7 * time.Second, qosSlow: 4 * time.Second, longHold: 8 * time.Second, qosTimeout: 5 * time.Second,
+			hedge:       4 * time.Second,
 			standbyHigh: 8 * time.Second, standbyLow: 12 * time.Second, standbyCoolDown: 5 * time.Second}
 	}
 	return durations{unloaded: 6 * time.Second, overload: 12 * time.Second, priority: 15 * time.Second,
 		fairness: 15 * time.Second, demo: 20 * time.Second, timeout: 3 * time.Second,
 		qos: 15 * time.Second, qosSlow: 12 * time.Second, longHold: 20 * time.Second, qosTimeout: 5 * time.Second,
+		hedge:       6 * time.Second,
 		standbyHigh: 15 * time.Second, standbyLow: 20 * time.Second, standbyCoolDown: 5 * time.Second}
 }
 

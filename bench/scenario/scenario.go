@@ -13,8 +13,8 @@ import (
 
 // Names of the scenarios Run accepts.
 // qos-fail, qos-hang, qos-slow, qos-longpoll and qos-standby run one part
-// of qos.
-var Names = []string{"overload", "sweep", "priority", "fairness", "qos", "qos-fail", "qos-hang", "qos-slow", "qos-longpoll", "qos-standby", "all"}
+// of qos; hedge compares Sluice with and without hedged requests.
+var Names = []string{"overload", "sweep", "priority", "fairness", "qos", "qos-fail", "qos-hang", "qos-slow", "qos-longpoll", "qos-standby", "hedge", "all"}
 
 // Summary is everything a scenario invocation measured, as written by
 // --json.
@@ -76,12 +76,14 @@ func Run(ctx context.Context, name string, opt Options) (*Summary, error) {
 		steps = append(steps, e.qosLongPoll)
 	case "qos-standby":
 		steps = append(steps, e.qosStandby)
+	case "hedge":
+		steps = append(steps, e.hedge)
 	case "all":
 		steps = append(steps, e.overload, e.sweep, e.priority, e.fairness, e.qos)
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (want overload, sweep, priority, fairness, qos, qos-fail, qos-hang, qos-slow, qos-longpoll, qos-standby or all)", name)
+		return nil, fmt.Errorf("unknown scenario %q (want overload, sweep, priority, fairness, qos, qos-fail, qos-hang, qos-slow, qos-longpoll, qos-standby, hedge or all)", name)
 	}
-	if !strings.HasPrefix(name, "qos") { // qos has origins of its own, printed with each part
+	if !strings.HasPrefix(name, "qos") && name != "hedge" { // these have origins of their own, printed with each part
 		fmt.Fprintf(e.out, "Origin: %d workers × %s (%s) = %.0f req/s; open-loop Poisson arrivals; SLO 500ms; client timeout %s\n",
 			e.ocfg.Workers, e.ocfg.Service, e.ocfg.Dist, e.capacity(), e.dur.timeout)
 	}

@@ -29,6 +29,8 @@ func originCommand(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.SlowBodyRate, "slow-body-rate", 0, "share of responses whose body trickles over --slow-body-for")
 	fs.DurationVar(&cfg.HangFor, "hang-for", 0, "how long a hang lasts before the connection is dropped; 0 = until shutdown")
 	fs.DurationVar(&cfg.SlowBodyFor, "slow-body-for", cfg.SlowBodyFor, "how long a slow body takes")
+	fs.Float64Var(&cfg.StallRate, "stall-rate", 0, "share of requests held for --stall-for (using no worker) before they are served")
+	fs.DurationVar(&cfg.StallFor, "stall-for", cfg.StallFor, "how long a stall lasts")
 	fs.IntVar(&cfg.BodySize, "body-size", cfg.BodySize, "response body `bytes`")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed for service times and failure draws")
 	sched := fs.String("schedule", "", "capacity changes over time, e.g. '10s:workers=2;30s:workers=4,error-rate=0'")

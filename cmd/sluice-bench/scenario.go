@@ -92,6 +92,9 @@ same open-loop load, and prints them side by side with Sluice's floors:
             offered 1.8x its capacity (about 4 minutes; --quick about 2).
             Its parts alone: qos-fail, qos-hang, qos-slow, qos-longpoll,
             qos-standby
+  hedge     Sluice without and with --hedge in front of three origins, one
+            stalling 5% of its requests by 1 s (then each 1.7%), at 300
+            req/s: p99 and origin requests per request (about 30 s)
   all       overload, sweep, priority, fairness and qos (about 14 minutes;
             --quick about 4)
 A missing haproxy or nginx is skipped. Exits 1 when a floor for Sluice fails

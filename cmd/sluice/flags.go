@@ -165,6 +165,18 @@ func newFlagSet(cfg *sluiceConfig, opts *options) *flag.FlagSet {
 	fs.Int64Var(&k.MaxObjectBytes, "cache-max-object-bytes", k.MaxObjectBytes,
 		"largest response body stored, in bytes; larger ones are relayed and not stored")
 
+	hg := &cfg.Hedge
+	fs.BoolVar(&hg.Enabled, "hedge", hg.Enabled,
+		"hedge idempotent requests on every route without its own hedge: block: a second backend gets the request when the first is slow (docs/cache.md)")
+	fs.Float64Var(&hg.Percentile, "hedge-percentile", hg.Percentile,
+		"`percentile` of the backend's recent latency after which a hedge is sent, in (0, 100)")
+	fs.Float64Var(&hg.Budget, "hedge-budget", hg.Budget,
+		"most hedges as a `fraction` of a route's eligible requests, in (0, 1]")
+	fs.DurationVar(&hg.MinDelay, "hedge-min-delay", hg.MinDelay,
+		"shortest wait before a hedge, whatever the percentile")
+	fs.DurationVar(&hg.MaxDelay, "hedge-max-delay", hg.MaxDelay,
+		"longest wait before a hedge, whatever the percentile (0: no cap)")
+
 	c := &cfg.Classify
 	fs.StringVar(&c.PriorityHeader, "priority-header", c.PriorityHeader,
 		"request `header` naming the priority class: critical, high, normal or low")
