@@ -75,8 +75,10 @@
 // queued, none while anything waits) and the route's budget for a token,
 // and sends the same request there on the timer's goroutine. One state
 // under the hedge's lock decides the race: the first response headers
-// win and the loser's backend connection is closed (its ticket ends
-// Ignore); a winning hedge's ticket, connection and response move into
+// win and the loser's backend connection is closed (a hedge that lost
+// ends Ignore; a primary cut off by its hedge ends as a success at the
+// hedge's delay plus its answer, a lower bound that keeps the scheduler
+// steering away from a stalling backend); a winning hedge's ticket, connection and response move into
 // the exchange, which relays and settles them as its own. A primary that
 // fails while its hedge is in flight waits for the hedge, which counts as
 // the one retry. An armed hedge that never fires allocates nothing (a

@@ -39,9 +39,11 @@ import (
 // Reset per request). The state, under hedge.mu, decides once who won:
 // the hedge, on its headers while the primary still waits, closes the
 // primary's connection, which wakes the handler; the handler, on the
-// primary's headers, closes the hedge's. The loser's ticket ends Ignore
+// primary's headers, closes the hedge's. A hedge that lost ends Ignore
 // (neither the backend's failure nor a fast success the limiter would
-// learn from). The winner's response is the exchange's from then on:
+// learn from); a primary its hedge beat ends as a success at the hedge's
+// delay plus the hedge's own answer, a lower bound of its latency, so
+// that the scheduler still sees a stalling backend as slow. The winner's response is the exchange's from then on:
 // its ticket, connection and fasthttp.Response move into the exchange,
 // which relays and settles it as it would its own, so exactly one
 // response reaches the client.
@@ -490,7 +492,17 @@ func (x *exchange) resolveHedge(kind failKind) (failKind, bool) {
 	case kind == failNone && primaryOK:
 		x.recordLatency(x.latency) // it did answer, a moment too late
 	}
-	x.done(scheduler.Ignore, time.Now())
+	if kind == failHedged {
+		// The scheduler learns the backend was slow: at least the hedge's
+		// delay plus its answer slower than another backend, which is what
+		// steers the next requests away from it, as the stall itself would
+		// have without hedging. Ignore would hide it, and a backend that
+		// stalls would then be chosen as often as the others.
+		x.latency = h.delay + h.latency
+		x.done(scheduler.Success, time.Now())
+	} else {
+		x.done(scheduler.Ignore, time.Now())
+	}
 	x.ticket, x.up, x.backend = h.ticket, h.up, h.backend
 	x.resp, h.resp = h.resp, x.resp
 	x.conn, h.conn = h.conn, nil
