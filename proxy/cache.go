@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -87,31 +88,44 @@ const (
 	cacheRevalidated = "revalidated"
 )
 
-// cached is run's last step on a route with a cache.
-func (x *exchange) cached() error {
+// cached is run's last step on a route with a cache. A hit is answered
+// from what the exchange owns (the key in x.cacheKey, the header in ctx)
+// and allocates nothing; only a request that goes to the origin gets a
+// cacheFlow, with its own copies, since it outlives the exchange.
+func (x *exchange) cached(target []byte, set headerSet) error {
 	rc := x.route.cache
 	c := rc.c
 	h := &x.ctx.Request.Header
 	now := time.Now()
-	host := bytes.ToLower(hostNoPort(h.Host()))
-	f := &cacheFlow{rc: rc, ctx: x.ctx, host: host}
-	f.req = cache.Request{Method: string(x.method), Key: cacheKey(host, x.path), Header: h}
-	if cache.Unsafe(f.req.Method) {
-		f.unsafe = true
-		return x.forwardCached(f)
-	}
-	f.look = c.Lookup(&f.req, now)
-	switch f.look.Decision {
-	case cache.Pass:
-		return x.forward()
-	case cache.OnlyIfCached:
-		return errOnlyIfCached
-	case cache.Hit:
-		label := cacheHit
-		if f.look.Stale {
-			label = cacheStale
+	x.cacheKey = appendCacheKey(x.cacheKey[:0], hostNoPort(h.Host()), x.path)
+	hostLen := len(x.cacheKey) - len(x.path)
+	method := b2s(x.method)
+	unsafe := cache.Unsafe(method)
+	var look cache.Lookup
+	if !unsafe {
+		// The key and the method are the exchange's buffers, valid for
+		// Lookup only: it keeps neither.
+		look = c.Lookup(&cache.Request{Method: method, Key: b2s(x.cacheKey), Header: h}, now)
+		switch look.Decision {
+		case cache.Pass:
+			x.prepareRequest(target, set)
+			return x.forward()
+		case cache.OnlyIfCached:
+			return errOnlyIfCached
+		case cache.Hit:
+			label := cacheHit
+			if look.Stale {
+				label = cacheStale
+			}
+			return x.answerCached(look.Entry, label, now)
 		}
-		return x.answerCached(f.look.Entry, label, now)
+	}
+	x.prepareRequest(target, set)
+	key := string(x.cacheKey)
+	f := &cacheFlow{rc: rc, ctx: x.ctx, host: []byte(key[:hostLen]), unsafe: unsafe, look: look}
+	f.req = cache.Request{Method: string(x.method), Key: key, Header: h}
+	if unsafe {
+		return x.forwardCached(f)
 	}
 	// A miss or a revalidation. HEAD fetches alone: its response is not
 	// stored, so nobody could be answered from it.
@@ -249,7 +263,8 @@ func writeEntry(ctx *fasthttp.RequestCtx, e *cache.Entry, label string, now time
 	for _, f := range e.Header {
 		resp.Header.Add(f.Name, f.Value)
 	}
-	resp.Header.SetCanonical(hdrAge, s2b(e.AgeHeader(now)))
+	var age [20]byte // the header copies it
+	resp.Header.SetCanonical(hdrAge, e.AppendAge(age[:0], now))
 	resp.Header.SetCanonical(hdrCache, s2b(label))
 	resp.Header.SetCanonical(hdrRequestID, reqID)
 	if notMod {
@@ -372,9 +387,25 @@ func sameOriginKey(host, ref []byte) (string, bool) {
 
 // cacheKey is the primary key: host (lower case, no port) and target.
 func cacheKey(host, target []byte) string {
-	b := make([]byte, 0, len(host)+len(target))
-	b = append(b, host...)
-	return string(append(b, target...))
+	return string(appendCacheKey(make([]byte, 0, len(host)+len(target)), host, target))
+}
+
+// appendCacheKey appends the primary key of host and target to dst.
+// ASCII hosts (all of them, in practice) are lowered in place; any other
+// gets Unicode's case mapping, as bytes.ToLower gives it.
+func appendCacheKey(dst, host, target []byte) []byte {
+	for _, b := range host {
+		if b >= utf8.RuneSelf {
+			return append(append(dst, bytes.ToLower(host)...), target...)
+		}
+	}
+	for _, b := range host {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		dst = append(dst, b)
+	}
+	return append(dst, target...)
 }
 
 // responseFields copies a client response's header for the cache,
