@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The cache's memory bound, through the real binary: many more distinct
+// cacheable responses than fit, and the process's peak RSS must stay
+// within the bound plus what Sluice needs without a cache and what the Go
+// collector's headroom adds. The cache's own count (sluice_cache_bytes)
+// must never pass the bound; RSS is the figure that says the count is
+// honest (a count that left out the bodies, or evicted entries still
+// referenced, would pass the first check and fail this one).
+
+// cacheMemoryCase is the run's size: SLUICE_CACHE_MIB (the bound) and
+// SLUICE_CACHE_KEYS, else a case quick enough for every run.
+func cacheMemoryCase(t *testing.T) (bound int64, keys int) {
+	bound, keys = 8<<20, 20000
+	if s := os.Getenv("SLUICE_CACHE_MIB"); s != "" {
+		n, err := strconv.Atoi(s)
+		require.NoError(t, err, "SLUICE_CACHE_MIB")
+		bound = int64(n) << 20
+	}
+	if s := os.Getenv("SLUICE_CACHE_KEYS"); s != "" {
+		n, err := strconv.Atoi(s)
+		require.NoError(t, err, "SLUICE_CACHE_KEYS")
+		keys = n
+	}
+	return bound, keys
+}
+
+// cacheRSSMargin is what the peak RSS may exceed the bound by: Sluice
+// without a cache (the runtime, fasthttp's buffers, the pools: about 20
+// MiB at this load) and the collector's headroom. With GOGC=100 the heap
+// may reach twice what is live before a collection, and evicted bodies
+// are garbage until then, so the bound counts twice; the fixed part is
+// the rest.
+func cacheRSSMargin(bound int64) int64 { return bound + 48<<20 }
+
+const cacheObjectBytes = 4 << 10
+
+func TestE2ECacheMemoryBound(t *testing.T) {
+	needBinary(t)
+	bound, keys := cacheMemoryCase(t)
+	body := strings.Repeat("x", cacheObjectBytes)
+	var fetches atomic.Int64
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Cache-Control", "max-age=3600")
+		io.WriteString(w, body) //nolint:errcheck
+	}))
+	t.Cleanup(origin.Close)
+	p := startSluice(t, "--listen", "127.0.0.1:0", "--backend", origin.URL, "--access-log=false",
+		"--admin", "127.0.0.1:0", "--cache", "--cache-max-bytes", strconv.FormatInt(bound, 10))
+	admin := adminAddr(t, p)
+	pid := p.cmd.Process.Pid
+	c := newClient(t)
+	st, _ := get(t, c, "http://"+p.addr+"/warm", nil, "")
+	require.Equal(t, 200, st)
+	rss0 := procStatus(t, pid, "VmRSS")
+
+	// Every key once, from 16 clients; then the first keys again, long
+	// since evicted, which must be misses that the origin answers.
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	work := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				resp, err := c.Get(fmt.Sprintf("http://%s/obj/%d", p.addr, i))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || n != cacheObjectBytes {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	require.Zero(t, failed.Load(), "every request answered in full")
+
+	stored, entries := cacheMetric(t, admin, "sluice_cache_bytes"), cacheMetric(t, admin, "sluice_cache_entries")
+	before := fetches.Load()
+	st, _ = get(t, c, "http://"+p.addr+"/obj/0", nil, "")
+	require.Equal(t, 200, st)
+	require.Equal(t, before+1, fetches.Load(), "the first key was evicted long ago: a miss")
+
+	rss, hwm := procStatus(t, pid, "VmRSS"), procStatus(t, pid, "VmHWM")
+	t.Logf("cache bound %d MiB, %d keys of %d B (%d MiB offered): stored %d B in %d entries; RSS %d MiB (%d MiB before), peak %d MiB; limit %d MiB",
+		bound>>20, keys, cacheObjectBytes, int64(keys)*cacheObjectBytes>>20, stored, entries, rss>>20, rss0>>20, hwm>>20,
+		(bound+cacheRSSMargin(bound))>>20)
+	require.LessOrEqual(t, stored, bound, "sluice_cache_bytes within the bound")
+	require.Greater(t, entries, int64(0), "the cache stored responses")
+	require.LessOrEqual(t, hwm, bound+cacheRSSMargin(bound), "peak RSS within the bound and the margin")
+}
+
+// adminAddr is the admin listener's address from the process's log (it
+// logs "admin listening" before the gateway's "listening").
+func adminAddr(t *testing.T, p *proc) string {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(p.logText()))
+	for sc.Scan() {
+		var entry struct{ Message, Addr string }
+		if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Message == "admin listening" {
+			return entry.Addr
+		}
+	}
+	t.Fatalf("no admin listening line:\n%s", p.logText())
+	return ""
+}
+
+// cacheMetric sums a cache gauge over the services in /metrics.
+func cacheMetric(t *testing.T, admin, name string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		require.NoError(t, err, line)
+		sum += v
+		found = true
+	}
+	require.True(t, found, "no %s in /metrics", name)
+	return int64(sum)
+}
