@@ -132,8 +132,9 @@ func adminAddr(t *testing.T, p *proc) string {
 	return ""
 }
 
-// cacheMetric sums a cache gauge over the services in /metrics.
-func cacheMetric(t *testing.T, admin, name string) int64 {
+// cacheMetric sums a metric over the services in /metrics, the samples
+// whose labels contain every one of labels (`result="stale"`).
+func cacheMetric(t *testing.T, admin, name string, labels ...string) int64 {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/metrics")
 	require.NoError(t, err)
@@ -141,10 +142,16 @@ func cacheMetric(t *testing.T, admin, name string) int64 {
 	var sum float64
 	found := false
 	sc := bufio.NewScanner(resp.Body)
+next:
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, name+"{") {
 			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
+			}
 		}
 		f := strings.Fields(line)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
@@ -152,6 +159,6 @@ func cacheMetric(t *testing.T, admin, name string) int64 {
 		sum += v
 		found = true
 	}
-	require.True(t, found, "no %s in /metrics", name)
+	require.True(t, found, "no %s%v in /metrics", name, labels)
 	return int64(sum)
 }
