@@ -140,11 +140,17 @@ func (e *Entry) Age(now time.Time) time.Duration {
 
 // AgeHeader is the Age field value at now, in whole seconds.
 func (e *Entry) AgeHeader(now time.Time) string {
+	return string(e.AppendAge(nil, now))
+}
+
+// AppendAge appends the Age field value at now to dst: AgeHeader without
+// a string to allocate, for the hit path.
+func (e *Entry) AppendAge(dst []byte, now time.Time) []byte {
 	s := int64(e.Age(now) / time.Second)
 	if s >= 1<<31 {
-		s = 1<<31 - 1
+		s = 1<<31 - 1 // capped near 2^31, as RFC 9111 1.2.2 allows
 	}
-	return strconv.FormatInt(s, 10)
+	return strconv.AppendInt(dst, s, 10)
 }
 
 // Lifetime is the entry's freshness lifetime.

@@ -47,14 +47,19 @@ func newMemRigObserved(tb testing.TB, accessLog bool, mut func(*Config), attach 
 
 // newMemRigServing is newMemRigObserved whose backend answers body.
 func newMemRigServing(tb testing.TB, accessLog bool, mut func(*Config), attach func(*Server), body []byte) *memRig {
+	return newMemRigHandler(tb, accessLog, mut, attach, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.SetContentType("text/plain")
+		ctx.Response.SetBodyRaw(body)
+	})
+}
+
+// newMemRigHandler is newMemRigObserved whose backend is handler.
+func newMemRigHandler(tb testing.TB, accessLog bool, mut func(*Config), attach func(*Server), handler fasthttp.RequestHandler) *memRig {
 	tb.Helper()
 	backLn := fasthttputil.NewInmemoryListener()
 	frontLn := fasthttputil.NewInmemoryListener()
 	backend := &fasthttp.Server{
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			ctx.Response.Header.SetContentType("text/plain")
-			ctx.Response.SetBodyRaw(body)
-		},
+		Handler:       handler,
 		NoDefaultDate: true,
 	}
 	backDone := make(chan struct{})

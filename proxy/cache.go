@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -48,6 +49,12 @@ type routeCache struct {
 // cacheFlow is what the cache stage keeps of a request that goes to the
 // origin. It is allocated per such request (cached routes only) and
 // outlives the exchange, which finish may recycle while forward returns.
+//
+// It holds copies of the request's header and, once forward returned,
+// of the response's fields: a spooled response's end (buffer.go) may
+// come on the spool's own goroutine after fasthttp wrote the response
+// and went on to the connection's next request in the same ctx, so
+// cacheFinish must not read ctx then.
 type cacheFlow struct {
 	rc     *routeCache
 	ctx    *fasthttp.RequestCtx
@@ -57,6 +64,10 @@ type cacheFlow struct {
 	reqID  []byte
 	host   []byte // the request's host, lower case, without port
 	unsafe bool
+
+	reqHeader  fasthttp.RequestHeader // the client's, for req.Header
+	respFields cache.Header           // the response's, from when forward returned
+	haveFields bool
 
 	body []byte // the response body as relayed, up to the size limit
 	teed bool   // the body went through tee (streamed, not inline)
@@ -76,8 +87,6 @@ var (
 	hdrAge             = []byte("Age")
 	hdrIfNoneMatch     = []byte("If-None-Match")
 	hdrIfModifiedSince = []byte("If-Modified-Since")
-	hdrLocation        = []byte("Location")
-	hdrContentLocation = []byte("Content-Location")
 )
 
 const (
@@ -87,31 +96,45 @@ const (
 	cacheRevalidated = "revalidated"
 )
 
-// cached is run's last step on a route with a cache.
-func (x *exchange) cached() error {
+// cached is run's last step on a route with a cache. A hit is answered
+// from what the exchange owns (the key in x.cacheKey, the header in ctx)
+// and allocates nothing; only a request that goes to the origin gets a
+// cacheFlow, with its own copies, since it outlives the exchange.
+func (x *exchange) cached(target []byte, set headerSet) error {
 	rc := x.route.cache
 	c := rc.c
 	h := &x.ctx.Request.Header
 	now := time.Now()
-	host := bytes.ToLower(hostNoPort(h.Host()))
-	f := &cacheFlow{rc: rc, ctx: x.ctx, host: host}
-	f.req = cache.Request{Method: string(x.method), Key: cacheKey(host, x.path), Header: h}
-	if cache.Unsafe(f.req.Method) {
-		f.unsafe = true
-		return x.forwardCached(f)
-	}
-	f.look = c.Lookup(&f.req, now)
-	switch f.look.Decision {
-	case cache.Pass:
-		return x.forward()
-	case cache.OnlyIfCached:
-		return errOnlyIfCached
-	case cache.Hit:
-		label := cacheHit
-		if f.look.Stale {
-			label = cacheStale
+	x.cacheKey = appendCacheKey(x.cacheKey[:0], hostNoPort(h.Host()), x.path)
+	hostLen := len(x.cacheKey) - len(x.path)
+	method := b2s(x.method)
+	unsafe := cache.Unsafe(method)
+	var look cache.Lookup
+	if !unsafe {
+		// The key and the method are the exchange's buffers, valid for
+		// Lookup only: it keeps neither.
+		look = c.Lookup(&cache.Request{Method: method, Key: b2s(x.cacheKey), Header: h}, now)
+		switch look.Decision {
+		case cache.Pass:
+			x.prepareRequest(target, set)
+			return x.forward()
+		case cache.OnlyIfCached:
+			return errOnlyIfCached
+		case cache.Hit:
+			label := cacheHit
+			if look.Stale {
+				label = cacheStale
+			}
+			return x.answerCached(look.Entry, label, now)
 		}
-		return x.answerCached(f.look.Entry, label, now)
+	}
+	x.prepareRequest(target, set)
+	key := string(x.cacheKey)
+	f := &cacheFlow{rc: rc, ctx: x.ctx, host: []byte(key[:hostLen]), unsafe: unsafe, look: look}
+	h.CopyTo(&f.reqHeader)
+	f.req = cache.Request{Method: string(x.method), Key: key, Header: &f.reqHeader}
+	if unsafe {
+		return x.forwardCached(f)
 	}
 	// A miss or a revalidation. HEAD fetches alone: its response is not
 	// stored, so nobody could be answered from it.
@@ -167,6 +190,11 @@ func (x *exchange) forwardCached(f *cacheFlow) error {
 	f.inForward = true
 	err := x.forward()
 	f.inForward = false
+	if err == nil && !f.finished {
+		// The response's end is still to come, perhaps where ctx is no
+		// longer this request's: keep what cacheFinish needs of it now.
+		f.respFields, f.haveFields = responseFields(&f.ctx.Response.Header), true
+	}
 	c := f.rc.c
 	if err != nil {
 		// No response reached the client: finish did not run and the
@@ -249,7 +277,8 @@ func writeEntry(ctx *fasthttp.RequestCtx, e *cache.Entry, label string, now time
 	for _, f := range e.Header {
 		resp.Header.Add(f.Name, f.Value)
 	}
-	resp.Header.SetCanonical(hdrAge, s2b(e.AgeHeader(now)))
+	var age [20]byte // the header copies it
+	resp.Header.SetCanonical(hdrAge, e.AppendAge(age[:0], now))
 	resp.Header.SetCanonical(hdrCache, s2b(label))
 	resp.Header.SetCanonical(hdrRequestID, reqID)
 	if notMod {
@@ -286,14 +315,14 @@ func (x *exchange) cacheFinish() {
 	status := x.status
 	if f.unsafe {
 		if status >= 200 && status < 400 {
-			f.invalidate(&x.ctx.Response.Header)
+			f.invalidate(f.fields(x))
 		}
 		return
 	}
 	e := f.look.Entry
 	switch {
 	case f.look.Decision == cache.Revalidate && status == fasthttp.StatusNotModified:
-		if u := c.Revalidated(e, responseFields(&x.ctx.Response.Header), reqTime, respTime); u != nil {
+		if u := c.Revalidated(e, f.fields(x), reqTime, respTime); u != nil {
 			f.answerWith(x, u, cacheRevalidated)
 			c.End(f.flight, true, false, now)
 			return
@@ -320,7 +349,7 @@ func (x *exchange) cacheFinish() {
 			// Inline or empty: the body is in the client response.
 			body = append([]byte(nil), x.ctx.Response.Body()...)
 		}
-		res = c.Store(&f.req, &f.look, &cache.Response{Status: status, Header: responseFields(&x.ctx.Response.Header), Body: body},
+		res = c.Store(&f.req, &f.look, &cache.Response{Status: status, Header: f.fields(x), Body: body},
 			reqTime, respTime)
 	}
 	// Nothing stored from a complete response will not be next time
@@ -328,10 +357,20 @@ func (x *exchange) cacheFinish() {
 	c.End(f.flight, res == cache.Stored, complete && res != cache.Stored, now)
 }
 
+// fields is the response's header for the cache: the copy taken when
+// forward returned, or, when the exchange ends inside forward (an inline
+// body), the client response's own, which is still this request's.
+func (f *cacheFlow) fields(x *exchange) cache.Header {
+	if f.haveFields {
+		return f.respFields
+	}
+	return responseFields(&x.ctx.Response.Header)
+}
+
 // answerWith makes e the answer in place of the origin's response.
 func (f *cacheFlow) answerWith(x *exchange, e *cache.Entry, label string) {
 	f.pending, f.label = e, label
-	f.notMod = cache.NotModified(e, &x.ctx.Request.Header)
+	f.notMod = cache.NotModified(e, &f.reqHeader)
 	x.status = e.Status
 	if f.notMod {
 		x.status = fasthttp.StatusNotModified
@@ -341,11 +380,11 @@ func (f *cacheFlow) answerWith(x *exchange, e *cache.Entry, label string) {
 // invalidate removes what is stored for the target of an unsafe request
 // and for its Location and Content-Location when they are of the same
 // origin (RFC 9111 4.4).
-func (f *cacheFlow) invalidate(h *fasthttp.ResponseHeader) {
+func (f *cacheFlow) invalidate(h cache.Header) {
 	c := f.rc.c
 	c.Invalidate(f.req.Key)
-	for _, name := range [][]byte{hdrLocation, hdrContentLocation} {
-		if k, ok := sameOriginKey(f.host, h.PeekBytes(name)); ok {
+	for _, name := range []string{"Location", "Content-Location"} {
+		if k, ok := sameOriginKey(f.host, h.Peek(name)); ok {
 			c.Invalidate(k)
 		}
 	}
@@ -372,9 +411,25 @@ func sameOriginKey(host, ref []byte) (string, bool) {
 
 // cacheKey is the primary key: host (lower case, no port) and target.
 func cacheKey(host, target []byte) string {
-	b := make([]byte, 0, len(host)+len(target))
-	b = append(b, host...)
-	return string(append(b, target...))
+	return string(appendCacheKey(make([]byte, 0, len(host)+len(target)), host, target))
+}
+
+// appendCacheKey appends the primary key of host and target to dst.
+// ASCII hosts (all of them, in practice) are lowered in place; any other
+// gets Unicode's case mapping, as bytes.ToLower gives it.
+func appendCacheKey(dst, host, target []byte) []byte {
+	for _, b := range host {
+		if b >= utf8.RuneSelf {
+			return append(append(dst, bytes.ToLower(host)...), target...)
+		}
+	}
+	for _, b := range host {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		dst = append(dst, b)
+	}
+	return append(dst, target...)
 }
 
 // responseFields copies a client response's header for the cache,

@@ -138,6 +138,9 @@ type exchange struct {
 	path    []byte
 	scratch []byte
 	head    []byte // a response header block serialised by the proxy itself
+	// cacheKey: the request's cache key (cache.go), built here so that a
+	// hit allocates nothing; a request that goes to the origin copies it.
+	cacheKey []byte
 }
 
 func newExchange(s *Server) *exchange {
@@ -198,6 +201,7 @@ func (s *Server) releaseExchange(x *exchange) {
 	x.ip = x.ip[:0]
 	x.method = x.method[:0]
 	x.path = x.path[:0]
+	x.cacheKey = x.cacheKey[:0]
 	if cap(x.body) > 64<<10 {
 		x.body = nil // do not pin an unusually large buffer in the pool
 	}

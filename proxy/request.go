@@ -61,12 +61,15 @@ func (x *exchange) run() error {
 	if err := x.prepareBody(); err != nil {
 		return err
 	}
+	if set&setUpgrade == 0 && rt.cache != nil {
+		// The cache stage builds the backend request only when it goes
+		// to the origin: a hit needs none.
+		return x.cached(target, set)
+	}
 	x.prepareRequest(target, set)
 	if set&setUpgrade != 0 {
 		// An upgrade is a tunnel to one backend, never a cached answer.
 		x.prepareUpgrade(set) // upgrade.go
-	} else if rt.cache != nil {
-		return x.cached()
 	}
 	return x.forward()
 }

@@ -76,8 +76,18 @@ type proc struct {
 // startSluice starts the binary with args and waits for it to listen.
 func startSluice(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startSluiceEnv(t, nil, args...)
+}
+
+// startSluiceEnv is startSluice with env ("NAME=value") added to the
+// environment the process inherits.
+func startSluiceEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	needBinary(t)
 	cmd := exec.Command(sluiceBin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
