@@ -43,6 +43,9 @@ type simStream struct {
 	// cost multiplies the origin's service time for this stream's
 	// requests; 0 means 1.
 	cost float64
+	// shape, when set, scales rate over time (a value in [0, 1] at each
+	// offset from the start): arrivals stay Poisson, thinned from rate.
+	shape func(time.Duration) float64
 }
 
 type simSpec struct {
@@ -240,6 +243,9 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			}
 			next[si] = now + exp(spec.streams[si].rate)
 			st := spec.streams[si]
+			if st.shape != nil && rng.Float64() >= st.shape(now) {
+				continue
+			}
 			i := len(reqs)
 			reqs = append(reqs, simReq{stream: si, arrived: now})
 			r := Request{Class: st.class, Tenant: st.tenant}
