@@ -101,6 +101,10 @@ type simResult struct {
 	refused map[error]int
 	maxConc int
 	capa    float64 // the origin's capacity, req/s
+	// okLat and noLat are lat and refLat in the order measured (p sorts
+	// those), latArr and refArr the arrivals of the same requests.
+	okLat, noLat   []time.Duration
+	latArr, refArr []time.Duration
 }
 
 func (r *simResult) goodput() float64 { return float64(r.good) / r.seconds / r.capa }
@@ -281,6 +285,8 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		res.sent++
 		if !r.ok {
 			res.refLat = append(res.refLat, r.done-r.arrived)
+			res.refArr = append(res.refArr, r.arrived)
+			res.noLat = append(res.noLat, r.done-r.arrived)
 			res.refused[r.err]++
 			if st.refused == nil {
 				st.refused = map[error]int{}
@@ -292,6 +298,8 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		res.served++
 		st.served++
 		res.lat = append(res.lat, lat)
+		res.latArr = append(res.latArr, r.arrived)
+		res.okLat = append(res.okLat, lat)
 		st.lat = append(st.lat, lat)
 		if lat <= goodputWithin {
 			res.good++

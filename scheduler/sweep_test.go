@@ -43,6 +43,28 @@ type sweepCell struct {
 	refused int
 	sent    int
 	refP99  time.Duration
+	// the same of the requests that arrived after the first sweepSimWarm:
+	// what a standing queue costs once the start is over
+	warmP99, warmRefP99 time.Duration
+}
+
+// sweepSimWarm is when the sweep's "once warm" figures start.
+const sweepSimWarm = 3 * time.Second
+
+// p99Since is the p99 of the latencies in lat whose arrival in arr is at
+// or after from.
+func p99Since(lat, arr []time.Duration, from time.Duration) time.Duration {
+	var l []time.Duration
+	for i, a := range arr {
+		if a >= from {
+			l = append(l, lat[i])
+		}
+	}
+	if len(l) == 0 {
+		return 0
+	}
+	slices.Sort(l)
+	return l[min(len(l)-1, int(math.Ceil(0.99*float64(len(l))))-1)]
 }
 
 func (r *simResult) refusedP99() time.Duration {
@@ -79,7 +101,8 @@ func runSweep(tb testing.TB, o simOrigin, seed uint64) []sweepCell {
 			n += v
 		}
 		return sweepCell{name: name, load: load, goodput: r.goodput(), p99: r.p(0.99),
-			ratio: float64(r.p(0.99)) / float64(base), refused: n, sent: r.sent, refP99: r.refusedP99()}
+			ratio: float64(r.p(0.99)) / float64(base), refused: n, sent: r.sent, refP99: r.refusedP99(),
+			warmP99: p99Since(r.okLat, r.latArr, sweepSimWarm), warmRefP99: p99Since(r.noLat, r.refArr, sweepSimWarm)}
 	}
 	var cells []sweepCell
 	for _, x := range sweepSimLoads {
@@ -99,10 +122,11 @@ func runSweep(tb testing.TB, o simOrigin, seed uint64) []sweepCell {
 func formatSweep(o simOrigin, cells []sweepCell) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d workers x %v (unloaded p99 %v)\n", o.workers, o.service, cells[0].p99)
-	fmt.Fprintf(&b, "  %-8s %8s %9s %6s %9s %10s\n", "load", "goodput", "p99 ok", "vs unl", "refused", "ref.p99")
+	fmt.Fprintf(&b, "  %-8s %8s %9s %6s %9s %10s %8s %9s\n", "load", "goodput", "p99 ok", "vs unl", "refused", "ref.p99", "warm p99", "warm ref")
 	for _, c := range cells[1:] {
-		fmt.Fprintf(&b, "  %-8s %8.3f %9v %5.1fx %9d %10v\n", c.name, c.goodput,
-			c.p99.Round(time.Millisecond/10), c.ratio, c.refused, c.refP99.Round(time.Millisecond/10))
+		fmt.Fprintf(&b, "  %-8s %8.3f %9v %5.1fx %9d %10v %7.1fx %9v\n", c.name, c.goodput,
+			c.p99.Round(time.Millisecond/10), c.ratio, c.refused, c.refP99.Round(time.Millisecond/10),
+			float64(c.warmP99)/float64(cells[0].p99), c.warmRefP99.Round(time.Millisecond))
 	}
 	return b.String()
 }
