@@ -40,7 +40,7 @@ const standingBacklog = 40
 
 // targetDelayFactor times the backends' recent latency is the target
 // delay of a held queue.
-const targetDelayFactor = 0.6
+const targetDelayFactor = 0.8
 
 // settleExcessLocked drains the excess of every class that had nothing
 // waiting since the last event, by the room the backends left idle. Call
@@ -165,4 +165,11 @@ func (s *Scheduler) beyondHoldLocked(t *tenant, c Class, now time.Time) bool {
 		queued += s.classes[i].n
 	}
 	return s.cap.drainTime(queued+1) > s.targetDelayLocked().Seconds()
+}
+
+// heldStaleLocked is how long a request may have waited in a held queue
+// before it is shed instead of served: twice the target delay, and no
+// less than StandingTimeout.
+func (s *Scheduler) heldStaleLocked() time.Duration {
+	return max(s.cfg.StandingTimeout, 2*s.targetDelayLocked())
 }
