@@ -634,7 +634,7 @@ func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.
 		if t, ok := s.tenants[r.Tenant]; ok {
 			own, w = t.q[c].n, t.weight
 		}
-		if s.cfg.Discipline == DisciplineAdaptiveLIFO && cq.over && !cq.held {
+		if s.cfg.Discipline == DisciplineAdaptiveLIFO && cq.over {
 			own = 0 // newest first: it goes before its own tenant's backlog
 		}
 		sum := cq.sumWeight

@@ -34,9 +34,10 @@ func (s *Scheduler) nextLocked(now time.Time) *Waiter {
 		// What a held queue admits waits less than the target delay; a
 		// request that waited well past it is the backlog from before
 		// the hold, and served oldest first it would set the tail of the
-		// whole run (p99 3.6× the unloaded one at 10× on 4 workers, 1.2×
-		// when it is shed). The same tenants as below are shed from.
-		if cq.held && (t.backlogged(c, cq) || l.n == cq.n) && now.Sub(l.head.arrived) > s.heldStaleLocked() {
+		// whole run (p99 3.6× the unloaded one at 10× on 4 workers, 1.8×
+		// when it is shed). Held and overloaded, the stale shed below
+		// applies instead.
+		if cq.held && !cq.over && (t.backlogged(c, cq) || l.n == cq.n) && now.Sub(l.head.arrived) > s.heldStaleLocked() {
 			s.refuseLocked(l.head, ErrQueueTimeout, true)
 			return nil
 		}
@@ -77,13 +78,11 @@ func (s *Scheduler) nextLocked(now time.Time) *Waiter {
 		// within its share does not lose requests to someone else's
 		// flood.
 		//
-		// A held queue (excess.go) is the exception: its wait is bounded
-		// at arrival, so nothing in it goes stale, and oldest first serves
-		// it in order. Newest first there left a lone tenant's oldest
-		// requests, a backlog too short to count as a flood and so never
-		// shed, to time out after 500 ms (2× to 6× on 16 workers).
-		if s.overloadedLocked(c, now) && !cq.held {
-			if h := l.head; t.backlogged(c, cq) && now.Sub(h.arrived) > s.cfg.StandingTimeout {
+		// A held class (excess.go) keeps its backlog short, so a lone
+		// tenant's never counts as a flood; it is shed from too, or its
+		// oldest requests time out after 500 ms under newest first.
+		if s.overloadedLocked(c, now) {
+			if h := l.head; (t.backlogged(c, cq) || cq.held && l.n == cq.n) && now.Sub(h.arrived) > s.cfg.StandingTimeout {
 				cq.lastStale = now
 				s.refuseLocked(h, ErrQueueTimeout, true)
 				return nil

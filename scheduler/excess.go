@@ -152,12 +152,14 @@ func (s *Scheduler) excessCapLocked(c Class) float64 {
 // is refused by the hold: the class is held, its backlog (with the classes
 // before it) is already the target delay's worth of work, and t is a flood
 // (its backlog passed sparseMax and has not emptied since) or alone in the
-// class. A tenant within its share waits in the sparse ring, ahead of the
+// class, and the class is not also overloaded (overloadedLocked: adaptive
+// LIFO and its stale shed serve a heavy overload with a lower tail than a
+// queue bounded at arrival). A tenant within its share waits in the sparse ring, ahead of the
 // floods, and is never refused for them: refusing whoever held the most
 // refused 15–20% of the tenants within their share while another sent ten
 // times its own, since a flood held short looks no heavier than they do.
 func (s *Scheduler) beyondHoldLocked(t *tenant, c Class, now time.Time) bool {
-	if n := t.q[c].n; n == 0 || !t.flooded[c] && n < s.classes[c].n || !s.heldLocked(c, now) {
+	if n := t.q[c].n; n == 0 || !t.flooded[c] && n < s.classes[c].n || !s.heldLocked(c, now) || s.classes[c].over {
 		return false
 	}
 	queued := 0
