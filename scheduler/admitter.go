@@ -32,6 +32,7 @@ type Scheduler struct {
 	heavy      *tenant // a tenant with a large queued/weight; refreshed lazily
 	expiry     expiryHeap
 	released   [NumClasses]float64 // exponentially decayed releases per class
+	excessAt   time.Time           // last settleExcessLocked
 	stats      Stats
 	// onDecision, when set, is told of every queued request's decision
 	// (callers that drive the core on their own clock, see Arrive).
@@ -126,6 +127,7 @@ func (s *Scheduler) TryAdmit(r *Request, now time.Time) (Ticket, bool) {
 		s.mu.Unlock()
 		return Ticket{}, false
 	}
+	s.settleExcessLocked(now)
 	s.cap.take(b, now)
 	s.stats.AdmittedFast++
 	s.mu.Unlock()
@@ -204,6 +206,7 @@ func (s *Scheduler) Done(t Ticket, o Outcome, latency time.Duration, now time.Ti
 }
 
 func (s *Scheduler) doneLocked(t Ticket, o Outcome, latency time.Duration, now time.Time) {
+	s.settleExcessLocked(now)
 	s.cap.giveBack(t.Backend, o, latency, t.Start, now)
 	if s.queued > 0 {
 		s.releaseLocked(now)
@@ -262,6 +265,7 @@ func (s *Scheduler) Stats() Stats {
 // arriveLocked admits r at once, queues w for it, or refuses it. On return
 // w.state is granted (ticket returned), waiting (queued) or the error is set.
 func (s *Scheduler) arriveLocked(r *Request, now time.Time, w *Waiter) (Ticket, error) {
+	s.settleExcessLocked(now)
 	if len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
 		s.expireLocked(now)
 	}
@@ -292,6 +296,14 @@ func (s *Scheduler) arriveLocked(r *Request, now time.Time, w *Waiter) (Ticket, 
 		}
 	}
 	t := s.tenantLocked(r.Tenant)
+	if s.beyondHoldLocked(t, c, now) {
+		if t.queued == 0 {
+			s.dropTenantLocked(t)
+		}
+		s.stats.QueueFull++
+		s.noteExcessLocked(c)
+		return Ticket{}, ErrQueueFull
+	}
 	if err := s.makeRoomLocked(t, c); err != nil {
 		if t.queued == 0 {
 			s.dropTenantLocked(t)
@@ -325,6 +337,7 @@ func (s *Scheduler) makeRoomLocked(t *tenant, c Class) error {
 	limit := s.queueBoundLocked(c)
 	if s.queued >= int(float64(limit)*pressureFraction) && s.overShareLocked(t, 1, limit) {
 		s.stats.TenantShare++
+		s.noteExcessLocked(c)
 		return ErrTenantShare
 	}
 	if s.queued < limit {
@@ -351,6 +364,7 @@ func (s *Scheduler) makeRoomLocked(t *tenant, c Class) error {
 		}
 	}
 	s.stats.QueueFull++
+	s.noteExcessLocked(c)
 	return ErrQueueFull
 }
 
@@ -491,6 +505,10 @@ func (s *Scheduler) removeLocked(w *Waiter) {
 func (s *Scheduler) refuseLocked(w *Waiter, err error, signal bool) {
 	s.removeLocked(w)
 	w.state, w.err = refused, err
+	switch err {
+	case ErrQueueFull, ErrQueueTimeout, ErrTenantShare:
+		s.noteExcessLocked(w.req.Class)
+	}
 	switch err {
 	case ErrQueueFull:
 		s.stats.QueueFull++

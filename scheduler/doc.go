@@ -52,6 +52,54 @@
 // arrivals, so it needs no interval of its own: half a timeout of work is
 // built in 125 ms at 3× and is all but unreachable at 0.9×.
 //
+// A persistent overload, however mild, holds the queue short (excess.go).
+// Half a queue timeout of backlog is seconds of an excess of 10%, and
+// until then a standing queue is served oldest first; after it, shedding
+// cuts the backlog short, the latch lets go, and the backlog builds again
+// (admitted p99 5-8× the unloaded one at 1.1×-1.5× on the simulated
+// origin of 4 workers, refusals after up to 500 ms). So what is refused
+// for want of capacity (at arrival, timed out, shed) is kept as an excess
+// that drains only by room the backends leave idle while nothing of the
+// class waits: queued plus excess is the backlog the class would have had
+// without refusals, and it keeps growing for as long as arrivals outrun
+// the drain, however short the real queue is held. Once it reaches the
+// overload threshold (and at least 40 requests) while every backend was
+// found at its capacity by two limiter windows in a row, the class is
+// held: a request of a flood or of a tenant alone in the class that
+// would find more than 0.8 of the backends' latency of work queued ahead
+// is refused at arrival (ErrQueueFull), in no time, and what is admitted
+// waits less than that, served oldest first: nothing admitted goes stale,
+// and a request that waited more than twice the target delay (at least
+// StandingTimeout) is the backlog from before the hold and is shed, not
+// served late. While the class is also overloaded (the latch above) the
+// hold stands aside for adaptive LIFO and its stale shed, which then sheds
+// a lone tenant's stale requests too (newest first with the arrival bound
+// left them to time out after 500 ms; oldest first with it, the p99 at 6×
+// was 1.7× the unloaded one instead of 1.1×). The hold lets go once
+// queued plus excess fall under half the threshold. Why each condition:
+//
+//   - No rate is compared with a rate: in a closed loop arrivals equal
+//     completions, and any error of an estimate reads as an overload. A
+//     closed loop builds no excess, so it is never held.
+//   - Saturated, two windows in a row: after slow start the gradient
+//     overshoots and cuts (138, 71, 39 in flight in front of 64 workers),
+//     and a backlog behind the 39 is the limit's, not the backend's; the
+//     first window after a cut still holds requests slowed by the limit
+//     before it (65 refused at 0.8× when one window sufficed).
+//   - Floods and lone tenants only: a flood held short is no heavier than
+//     the tenants within their share, and bounding everyone refused 15-20%
+//     of those; they wait in the sparse ring ahead of the floods anyway.
+//   - The threshold at least a count: under Poisson arrivals below
+//     capacity a backlog's tail falls by a factor e per 1/(2(1-ρ))
+//     requests whatever the backends' speed.
+//
+// What it does not do: tell a persistent excess of 10% from a Poisson
+// one in less than a few seconds on a small origin (the backlog at 0.9×
+// on 4 workers reaches the 1.1× ramp's often enough that any earlier
+// threshold refuses below capacity), so the first seconds of a mild
+// overload are still served oldest first (TestSimulationSweep asserts its
+// floors once warm, from 3 s).
+//
 // Bounds: by time, within count bounds. The queue holds what the backends
 // are expected to serve within the class's queue timeout (the drain
 // estimate), but never fewer than 1024 requests (the count bound of

@@ -151,6 +151,12 @@ type classQueue struct {
 	// past StandingTimeout: an overload that still makes requests stale
 	// is not calm, however short shedding keeps its backlog.
 	lastStale time.Time
+	// excess and held are the bound of a persistent overload (excess.go):
+	// requests of this class and those before it refused for want of
+	// capacity that the backends have not since had room for, and
+	// whether the queue is held at the target delay.
+	excess float64
+	held   bool
 }
 
 const (

@@ -27,6 +27,17 @@ type limiter interface {
 	// growing reports whether the limit is in slow start, doubling every
 	// round trip that uses all of it.
 	growing() bool
+	// saturated reports whether the backend was found at its capacity
+	// under the limit in force: the last window used all of the limit
+	// with latency risen above the baseline by at least half of what the
+	// limiter tolerates, and did not cut the limit by much (a lower limit
+	// is untried). A backlog behind a limit that has not yet found the
+	// backend's capacity is the limit's, not an overload of the backend:
+	// after slow start the gradient overshoots and cuts (138, 71, 39 in
+	// flight for an origin of 64 workers), and a backlog behind the 39
+	// is no reason to refuse anyone. A static limit is the operator's
+	// word for the capacity: always saturated.
+	saturated() bool
 	// outlived teaches that a fresh request (a liveness probe) finished
 	// while every request in flight, the whole limit, outlived it.
 	outlived()
@@ -76,6 +87,7 @@ func (staticLimiter) sample(time.Time, time.Duration, int, bool, bool) {}
 func (staticLimiter) setBounds(int, int)                               {}
 func (staticLimiter) seed(time.Time, int, time.Duration)               {}
 func (staticLimiter) growing() bool                                    { return false }
+func (staticLimiter) saturated() bool                                  { return true }
 func (staticLimiter) outlived()                                        {}
 
 // baseline measures a backend's unloaded latency (the "minRTT" that the
@@ -338,6 +350,12 @@ type adaptive struct {
 	// streak counts the windows in a row that used all of the limit with
 	// flat latency, after slow start.
 	streak int
+	// tolerance is the relative rise in latency the limiter's rule
+	// allows before it shrinks the limit.
+	tolerance float64
+	// full counts the windows in a row that found the backend at its
+	// capacity (see saturated).
+	full int
 }
 
 func newAdaptive(p limiterParams, now time.Time) adaptive {
@@ -355,6 +373,12 @@ func (a *adaptive) limit() int {
 }
 
 func (a *adaptive) growing() bool { return a.slowStart && !a.base.holding() }
+
+// saturated asks two windows in a row: the first after a cut still
+// holds requests that ran under the limit before it, slowed by that
+// limit's load (in front of 64 workers, the window after a cut from 71
+// to 39 read as saturated at 39, and 65 requests were refused at 0.8×).
+func (a *adaptive) saturated() bool { return a.full >= 2 && !a.slowStart && !a.base.holding() }
 
 // outlived: in slow start, requests that hold the whole limit while a
 // fresh one comes and goes are long-lived, not a backend at its capacity;
@@ -430,7 +454,16 @@ func (a *adaptive) growth(flat bool) float64 {
 
 // commit sets the limit, within bounds, and opens the next window.
 func (a *adaptive) commit(now time.Time, next float64) {
-	a.lim = clampLimit(next, a.base.p)
+	next = clampLimit(next, a.base.p)
+	base := a.base.ref()
+	risen := base + (congested(base, a.tolerance)-base)/2
+	if base > 0 && a.win.failures == 0 && a.win.maxIn >= int(a.lim) &&
+		a.win.typical() >= risen && next >= 0.9*a.lim {
+		a.full++
+	} else {
+		a.full = 0
+	}
+	a.lim = next
 	a.win.reset(now)
 }
 
@@ -444,8 +477,6 @@ func (a *adaptive) commit(now time.Time, next float64) {
 // barely risen.
 type gradientLimiter struct {
 	adaptive
-
-	tolerance float64
 }
 
 // gradientTolerance is how far above the baseline recent latency may be
@@ -457,7 +488,9 @@ type gradientLimiter struct {
 const gradientTolerance = 0.1
 
 func newGradient(p limiterParams, now time.Time) *gradientLimiter {
-	return &gradientLimiter{adaptive: newAdaptive(p, now), tolerance: gradientTolerance}
+	g := &gradientLimiter{adaptive: newAdaptive(p, now)}
+	g.tolerance = gradientTolerance
+	return g
 }
 
 func (g *gradientLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
@@ -499,7 +532,9 @@ func clampLimit(v float64, p limiterParams) float64 {
 type aimdLimiter struct{ adaptive }
 
 func newAIMD(p limiterParams, now time.Time) *aimdLimiter {
-	return &aimdLimiter{newAdaptive(p, now)}
+	a := &aimdLimiter{newAdaptive(p, now)}
+	a.tolerance = 1 // a slow window is one over twice the baseline
+	return a
 }
 
 func (a *aimdLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {
@@ -507,7 +542,7 @@ func (a *aimdLimiter) sample(now time.Time, rtt time.Duration, inflight int, fai
 		return
 	}
 	next := a.lim
-	slow := a.win.mean() > congested(a.base.ref(), 1)
+	slow := a.win.mean() > congested(a.base.ref(), a.tolerance)
 	grow := a.growth(!slow)
 	switch {
 	case a.win.failures > 0 || slow:
@@ -528,7 +563,9 @@ type vegasLimiter struct {
 }
 
 func newVegas(p limiterParams, now time.Time) *vegasLimiter {
-	return &vegasLimiter{adaptive: newAdaptive(p, now), alpha: 2, beta: 4}
+	v := &vegasLimiter{adaptive: newAdaptive(p, now), alpha: 2, beta: 4}
+	v.tolerance = gradientTolerance // Vegas counts a queue, not a ratio; this only says when it is saturated
+	return v
 }
 
 func (v *vegasLimiter) sample(now time.Time, rtt time.Duration, inflight int, failed, clean bool) {

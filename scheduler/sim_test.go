@@ -43,6 +43,9 @@ type simStream struct {
 	// cost multiplies the origin's service time for this stream's
 	// requests; 0 means 1.
 	cost float64
+	// shape, when set, scales rate over time (a value in [0, 1] at each
+	// offset from the start): arrivals stay Poisson, thinned from rate.
+	shape func(time.Duration) float64
 }
 
 type simSpec struct {
@@ -98,6 +101,10 @@ type simResult struct {
 	refused map[error]int
 	maxConc int
 	capa    float64 // the origin's capacity, req/s
+	// okLat and noLat are lat and refLat in the order measured (p sorts
+	// those), latArr and refArr the arrivals of the same requests.
+	okLat, noLat   []time.Duration
+	latArr, refArr []time.Duration
 }
 
 func (r *simResult) goodput() float64 { return float64(r.good) / r.seconds / r.capa }
@@ -240,6 +247,9 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 			}
 			next[si] = now + exp(spec.streams[si].rate)
 			st := spec.streams[si]
+			if st.shape != nil && rng.Float64() >= st.shape(now) {
+				continue
+			}
 			i := len(reqs)
 			reqs = append(reqs, simReq{stream: si, arrived: now})
 			r := Request{Class: st.class, Tenant: st.tenant}
@@ -275,6 +285,8 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		res.sent++
 		if !r.ok {
 			res.refLat = append(res.refLat, r.done-r.arrived)
+			res.refArr = append(res.refArr, r.arrived)
+			res.noLat = append(res.noLat, r.done-r.arrived)
 			res.refused[r.err]++
 			if st.refused == nil {
 				st.refused = map[error]int{}
@@ -286,6 +298,8 @@ func runSim(tb testing.TB, spec simSpec) *simResult {
 		res.served++
 		st.served++
 		res.lat = append(res.lat, lat)
+		res.latArr = append(res.latArr, r.arrived)
+		res.okLat = append(res.okLat, lat)
 		st.lat = append(st.lat, lat)
 		if lat <= goodputWithin {
 			res.good++
