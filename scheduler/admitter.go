@@ -676,36 +676,17 @@ func (s *Scheduler) estimateWaitLocked(r *Request, c Class, now time.Time) time.
 // in front of an origin with room to spare. Under a real overload the
 // backlog rebuilds past a quarter of the threshold within tens of
 // milliseconds of being shed (31 ms at 3×), so the latch holds there.
-// backlogWork is the seconds the backends need to serve what waits in
-// class c and the classes ahead of it.
-func (s *Scheduler) backlogWork(c Class) float64 {
-	ahead := 0
-	for i := 0; i <= int(c); i++ {
-		ahead += s.classes[i].n
-	}
-	return s.cap.drainTime(ahead)
-}
-
-// staleKeepsOverload reports whether a request shed as stale now should
-// hold the overload state (the lastStale guard of overloadedLocked): only
-// when what waits is still long. A backlog that the backends serve in
-// well under the release threshold is one whose head is old only
-// because newest-first starved it; that is what a closed-loop client
-// population (wrk's connections, each sending again as soon as it is
-// answered) leaves behind a stall, and holding the overload for it
-// sheds that population for good: the refused come straight back, so
-// the backlog never shortens.
-func (s *Scheduler) staleKeepsOverload(c Class) bool {
-	return s.backlogWork(c) >= s.timeouts[c].Seconds()/8
-}
-
 func (s *Scheduler) overloadedLocked(c Class, now time.Time) bool {
 	cq := &s.classes[c]
 	if s.cap.drainRate() <= 0 {
 		// No latency known yet: nothing says the backlog is slow.
 		return cq.over
 	}
-	work := s.backlogWork(c)
+	ahead := 0
+	for i := 0; i <= int(c); i++ {
+		ahead += s.classes[i].n
+	}
+	work := s.cap.drainTime(ahead) // seconds to serve what waits
 	threshold := s.timeouts[c].Seconds() / 2
 	if !cq.over {
 		cq.over = work >= threshold

@@ -29,7 +29,6 @@ type closedResult struct {
 	queued     int           // admissions that waited in the queue
 	lastQueued time.Duration // last admission from the queue
 	refused    map[error]int // refusals by reason
-	lastRefuse time.Duration // last refusal
 	limit      int           // the backend's limit at the end
 	maxWait    time.Duration // longest wait in the queue
 }
@@ -69,7 +68,6 @@ func runClosed(tb testing.TB, spec closedSpec) *closedResult {
 			return
 		}
 		res.refused[err]++
-		res.lastRefuse = now
 		wake[c] = now + time.Millisecond // a refused client tries again soon
 	})
 	for {
@@ -101,7 +99,6 @@ func runClosed(tb testing.TB, spec closedSpec) *closedResult {
 			switch {
 			case err != nil:
 				res.refused[err]++
-				res.lastRefuse = now
 				wake[idx] = now + time.Millisecond
 			case w == nil:
 				start(idx, t)
@@ -189,36 +186,5 @@ func TestClosedLoopNotShedAfterStall(t *testing.T) {
 	t.Logf("%d done, %d queued, longest wait %v, refused %v", r.done, r.queued, r.maxWait, r.refused)
 	if len(r.refused) != 0 {
 		t.Errorf("refused %v, want none", r.refused)
-	}
-}
-
-// TestClosedLoopManyClientsNotShedAfterStall is the stall of
-// TestClosedLoopNotShedAfterStall with a client population whose backlog
-// outlasts StandingTimeout: 256 connections (wrk -c256) in front of a fast
-// origin, all of whose requests started in a 100 ms window take 40 ms.
-// The stall latches the overload, and newest first then starves the
-// oldest connections past StandingTimeout; shedding them must not hold
-// the overload, or the population is shed for good (each refused
-// connection sends again at once, so the backlog never shortens): 20% of
-// the requests were refused to the end of the run.
-func TestClosedLoopManyClientsNotShedAfterStall(t *testing.T) {
-	for seed := uint64(1); seed <= 2; seed++ {
-		r := runClosed(t, closedSpec{
-			clients: 256, dur: 4 * time.Second, seed: seed,
-			latency: func(now time.Duration, inflight int, rng *rand.Rand) time.Duration {
-				if now >= time.Second && now < 1100*time.Millisecond {
-					return 40 * time.Millisecond
-				}
-				return fastOriginLatency(now, inflight, rng)
-			},
-		})
-		n := 0
-		for _, k := range r.refused {
-			n += k
-		}
-		t.Logf("seed %d: %d done, %d refused (last at %v), limit %d", seed, r.done, n, r.lastRefuse, r.limit)
-		if n > 0 && r.lastRefuse > 2*time.Second {
-			t.Errorf("seed %d: still refusing at %v, a second after the stall", seed, r.lastRefuse)
-		}
 	}
 }

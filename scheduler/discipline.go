@@ -83,9 +83,7 @@ func (s *Scheduler) nextLocked(now time.Time) *Waiter {
 		// oldest requests time out after 500 ms under newest first.
 		if s.overloadedLocked(c, now) {
 			if h := l.head; (t.backlogged(c, cq) || cq.held && l.n == cq.n) && now.Sub(h.arrived) > s.cfg.StandingTimeout {
-				if s.staleKeepsOverload(c) {
-					cq.lastStale = now
-				}
+				cq.lastStale = now
 				s.refuseLocked(h, ErrQueueTimeout, true)
 				return nil
 			}
