@@ -73,9 +73,9 @@ func (l *clientListener) Accept() (net.Conn, error) {
 		l.perIP[ip]++
 		l.mu.Unlock()
 		if tc, ok := c.(*net.TCPConn); ok {
-			return &clientTCPConn{TCPConn: tc, l: l, ip: ip}, nil
+			return &clientTCPConn{TCPConn: tc, slot: connSlot{l: l, ip: ip}}, nil
 		}
-		return &clientConn{Conn: c, l: l, ip: ip}, nil
+		return &clientConn{Conn: c, slot: connSlot{l: l, ip: ip}}, nil
 	}
 }
 
@@ -130,33 +130,39 @@ func connAddr(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// clientTCPConn keeps *net.TCPConn's methods (SyscallConn for the watch's
-// peek) and counts its Close once.
-type clientTCPConn struct {
-	*net.TCPConn
+// connSlot is an accepted connection's place in its listener's counts,
+// given back once however often the connection is closed.
+type connSlot struct {
 	l      *clientListener
 	ip     netip.Addr
 	closed atomic.Bool
 }
 
-func (c *clientTCPConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.l.release(c.ip)
+func (s *connSlot) release() {
+	if s.closed.CompareAndSwap(false, true) {
+		s.l.release(s.ip)
 	}
+}
+
+// clientTCPConn keeps *net.TCPConn's methods (SyscallConn for the watch's
+// peek) and counts its Close once.
+type clientTCPConn struct {
+	*net.TCPConn
+	slot connSlot
+}
+
+func (c *clientTCPConn) Close() error {
+	c.slot.release()
 	return c.TCPConn.Close()
 }
 
 type clientConn struct {
 	net.Conn
-	l      *clientListener
-	ip     netip.Addr
-	closed atomic.Bool
+	slot connSlot
 }
 
 func (c *clientConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.l.release(c.ip)
-	}
+	c.slot.release()
 	return c.Conn.Close()
 }
 

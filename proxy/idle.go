@@ -51,17 +51,19 @@ type idleConn struct {
 	raw      syscall.RawConn
 	p        *idleParker
 
-	// Touched only by the goroutine serving the connection.
-	state    connWait
-	deadline time.Time // the read deadline fasthttp asked for while armed
+	// Touched only by the goroutine serving the connection, and while it
+	// is parked by the parker under its lock.
+	state connWait
+	// deadline is the read deadline fasthttp asked for while armed: a
+	// parked connection is closed when it passes; zero: never.
+	deadline time.Time
 
 	// park is set by the Read that gives up waiting; the Close after it
 	// parks the connection instead of closing it.
 	park atomic.Bool
 
 	// Protected by p.mu while parked.
-	id    uint64
-	until time.Time // the deadline it is closed at while parked; zero: none
+	id uint64
 }
 
 // connWait tracks where fasthttp's loop is on the connection.

@@ -75,7 +75,7 @@ func (p *idleParker) park(c *idleConn) {
 		return
 	}
 	p.nextID++
-	c.id, c.until = p.nextID, c.deadline
+	c.id = p.nextID
 	var err error
 	if cerr := c.raw.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
@@ -151,7 +151,7 @@ func (p *idleParker) sweep(now time.Time) {
 	var expired []*idleConn
 	p.mu.Lock()
 	for id, c := range p.parked {
-		if !c.until.IsZero() && !now.Before(c.until) {
+		if !c.deadline.IsZero() && !now.Before(c.deadline) {
 			delete(p.parked, id)
 			expired = append(expired, c)
 		}

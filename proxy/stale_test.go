@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluiceproxy/sluice/internal/peek"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -158,7 +159,7 @@ func TestStaleReusedConnection(t *testing.T) {
 				mu.Unlock()
 				// The kernel has taken in the RST before the request is
 				// written, so the write fails rather than racing it.
-				require.Eventually(t, func() bool { return clientGone(first) }, 5*time.Second, time.Millisecond)
+				require.Eventually(t, func() bool { return peek.Gone(first) }, 5*time.Second, time.Millisecond)
 			}
 
 			resp, body = roundTrip(t, p.addr, tc.raw)

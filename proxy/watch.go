@@ -5,8 +5,9 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/sluiceproxy/sluice/internal/peek"
 )
 
 // watchInterval is how often a queued request's client socket is checked.
@@ -158,7 +159,7 @@ func (q *queueWatch) loop(done chan struct{}) {
 		// before it would be peeked at.
 		now := time.Now()
 		for _, c := range q.waiting {
-			if now.Sub(c.since) >= watchInterval && !c.canceled.Load() && clientGone(c.conn) {
+			if now.Sub(c.since) >= watchInterval && !c.canceled.Load() && peek.Gone(c.conn) {
 				c.cancel()
 			}
 		}
@@ -176,37 +177,4 @@ func (q *queueWatch) close() {
 	if running {
 		<-done
 	}
-}
-
-// clientGone peeks one byte: 0 bytes and no error is EOF (the client shut
-// down or closed), a hard error is a reset; EAGAIN means still there, and
-// data means still there (pipelined or body bytes). A connection without a
-// raw socket (in-memory listeners in tests and benchmarks) is never gone.
-func clientGone(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true // closed already
-	}
-	return rawClientGone(rc)
-}
-
-func rawClientGone(rc syscall.RawConn) bool {
-	gone := false
-	var buf [1]byte
-	err := rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN || err == syscall.EINTR:
-		case err != nil:
-			gone = true
-		case n == 0:
-			gone = true
-		}
-		return true // never wait for readability: this is a poll
-	})
-	return gone || err != nil
 }

@@ -50,79 +50,15 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PATH=$PATH:/usr/sbin:/sbin
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "bench-compare: $*"; exit 1; }
+BENCH_NAME=bench-compare
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
-# --- tools ------------------------------------------------------------------
-missing=()
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v nginx >/dev/null || missing+=(nginx)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v taskset >/dev/null || missing+=(util-linux)
-if ((${#missing[@]})); then
-	log "installing ${missing[*]} from the Debian packages"
-	SUDO=
-	if [ "$(id -u)" != 0 ]; then
-		command -v sudo >/dev/null || die "need root or sudo to install ${missing[*]}"
-		SUDO=sudo
-	fi
-	$SUDO apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-if [ "$(nproc)" -lt 2 ]; then
-	die "needs at least 2 cores (proxy on one, origin and load on another)"
-fi
-
-if [ -z "${SKIP_BUILD:-}" ]; then
-	make -s build
-fi
+need_tools haproxy nginx wrk taskset
+build_sluice
 [ -x bin/sluice ] || die "bin/sluice missing (run make build)"
 
-# --- processes and clean-up -------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-compare.XXXXXX")
-PIDS=()
-cleanup() {
-	for pid in "${PIDS[@]:-}"; do
-		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]:-}"; do
-		[ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port prints a loopback port nothing listens on, below the usual
-# ephemeral range (32768 and up) so that no client socket holds it either.
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	die "no free port"
-}
-
-# wait_http waits until 127.0.0.1:$1 answers.
-wait_http() {
-	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	die "nothing answers on 127.0.0.1:$1"
-}
-
-# stop kills one process started here and waits for it.
-stop() {
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
+bench_tmp
 
 # cpu_ticks prints utime+stime of a process in clock ticks.
 cpu_ticks() {
@@ -284,7 +220,6 @@ one_run() {
 		'BEGIN { printf "%.0f %.2f %d\n", r, d * 1e6 / tck / n, bad }'
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 log "origin: nginx on 127.0.0.1:$ORIGIN_PORT (core $ORIGIN_CPU, body ${SIZE:-2} bytes); proxies on core $PROXY_CPU"
 log "load: wrk -t1 -c$CONNS -d$DURATION (core $LOAD_CPU), $WARMUP warm-up, $RUNS runs each"

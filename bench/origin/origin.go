@@ -11,10 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluiceproxy/sluice/internal/peek"
 )
 
 // Origin is the live simulated origin: a fasthttp server in front of the PS
@@ -446,7 +447,7 @@ func (o *Origin) stall(ctx *fasthttp.RequestCtx, d time.Duration) bool {
 			return false
 		case <-tick.C:
 		}
-		if peerGone(ctx.Conn()) {
+		if peek.Gone(ctx.Conn()) {
 			o.count(&o.st.StallsLeft)
 			ctx.HijackSetNoResponse(true)
 			ctx.Hijack(func(net.Conn) {})
@@ -454,26 +455,6 @@ func (o *Origin) stall(ctx *fasthttp.RequestCtx, d time.Duration) bool {
 		}
 	}
 	return true
-}
-
-// peerGone peeks at c: EOF or an error means the peer closed it.
-func peerGone(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	gone := false
-	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
-		return true
-	})
-	return gone || err != nil
 }
 
 // reset closes the connection with SO_LINGER 0, so the client sees a TCP RST

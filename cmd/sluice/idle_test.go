@@ -27,6 +27,18 @@ func idleConns(t *testing.T) int {
 	return 2000
 }
 
+// idleDialers is how many goroutines open TestE2EIdleConnections'
+// connections at once: SLUICE_IDLE_DIALERS, else 32. More of them put more
+// connections between their request and their park at the same moment.
+func idleDialers(t *testing.T) int {
+	if s := os.Getenv("SLUICE_IDLE_DIALERS"); s != "" {
+		n, err := strconv.Atoi(s)
+		require.NoError(t, err, "SLUICE_IDLE_DIALERS")
+		return n
+	}
+	return 32
+}
+
 // procStatus reads a "kB" field of /proc/PID/status (VmRSS, VmHWM) in bytes.
 func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Helper()
@@ -87,7 +99,7 @@ func TestE2EIdleConnections(t *testing.T) {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	work := make(chan int)
-	for range 32 {
+	for range idleDialers(t) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
