@@ -37,18 +37,7 @@ import (
 // cacheMemoryCase is the run's size: SLUICE_CACHE_MIB (the bound) and
 // SLUICE_CACHE_KEYS, else a case quick enough for every run.
 func cacheMemoryCase(t *testing.T) (bound int64, keys int) {
-	bound, keys = 8<<20, 20000
-	if s := os.Getenv("SLUICE_CACHE_MIB"); s != "" {
-		n, err := strconv.Atoi(s)
-		require.NoError(t, err, "SLUICE_CACHE_MIB")
-		bound = int64(n) << 20
-	}
-	if s := os.Getenv("SLUICE_CACHE_KEYS"); s != "" {
-		n, err := strconv.Atoi(s)
-		require.NoError(t, err, "SLUICE_CACHE_KEYS")
-		keys = n
-	}
-	return bound, keys
+	return int64(envInt(t, "SLUICE_CACHE_MIB", 8)) << 20, envInt(t, "SLUICE_CACHE_KEYS", 20000)
 }
 
 const (

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -441,4 +442,17 @@ func TestE2ESigtermDrainsInFlight(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.code)
 	assert.Equal(t, "finished", r.body)
 	assert.Equal(t, 0, p.wait())
+}
+
+// envInt is the integer in the environment variable name, else def: the
+// size of the e2e runs that measure (SLUICE_IDLE_CONNS, SLUICE_CACHE_KEYS,
+// ...), small by default so that every run can afford them.
+func envInt(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	require.NoError(t, err, name)
+	return n
 }

@@ -17,27 +17,13 @@ import (
 )
 
 // idleConns is how many idle keep-alive connections TestE2EIdleConnections
-// opens: SLUICE_IDLE_CONNS, else a number small enough for every run.
-func idleConns(t *testing.T) int {
-	if s := os.Getenv("SLUICE_IDLE_CONNS"); s != "" {
-		n, err := strconv.Atoi(s)
-		require.NoError(t, err, "SLUICE_IDLE_CONNS")
-		return n
-	}
-	return 2000
-}
+// opens.
+func idleConns(t *testing.T) int { return envInt(t, "SLUICE_IDLE_CONNS", 2000) }
 
 // idleDialers is how many goroutines open TestE2EIdleConnections'
-// connections at once: SLUICE_IDLE_DIALERS, else 32. More of them put more
-// connections between their request and their park at the same moment.
-func idleDialers(t *testing.T) int {
-	if s := os.Getenv("SLUICE_IDLE_DIALERS"); s != "" {
-		n, err := strconv.Atoi(s)
-		require.NoError(t, err, "SLUICE_IDLE_DIALERS")
-		return n
-	}
-	return 32
-}
+// connections at once. More of them put more connections between their
+// request and their park at the same moment.
+func idleDialers(t *testing.T) int { return envInt(t, "SLUICE_IDLE_DIALERS", 32) }
 
 // procStatus reads a "kB" field of /proc/PID/status (VmRSS, VmHWM) in bytes.
 func procStatus(t *testing.T, pid int, field string) int64 {
